@@ -1,0 +1,3 @@
+"""ar-cli: The `ar` command line: quantize, eval, list, inspect, recipes."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,41 @@
+"""Quantize-dequantize math per data type.
+
+    fake_quantize(w, scheme, v=, min_scale=, max_scale=)   differentiable QDQ used by tuners
+    quantize(w, scheme, ...) -> QuantizedTensor             integer codes + parameters for exporters and kernels
+    dequantize(qt) -> Tensor                                exact inverse: equals fake_quantize with the same inputs
+
+`v` is the learnable rounding offset shaped like the grouped weight [rows, G, group_size]; `min_scale` and
+`max_scale` (alpha/beta) are per-group range multipliers shaped [rows, G], clamped to [0, 1]. `search=True` runs
+the data type's optimized-RTN parameter search, weighted by `imatrix` (per input channel) when given.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..qtensor import QuantizedTensor
+from ..scheme import QuantScheme
+from . import int_types  # noqa: F401  (registers the data types)
+from .base import DataType, data_type_names, get_data_type, register_data_type
+from .groups import from_groups, group_count, resolve_group_size, to_groups
+from .ste import round_ste
+
+__all__ = ["DataType", "data_type_names", "dequantize", "fake_quantize", "from_groups", "get_data_type",
+           "group_count", "quantize", "register_data_type", "resolve_group_size", "round_ste", "to_groups"]
+
+
+def fake_quantize(w: torch.Tensor, scheme: QuantScheme, **kw) -> torch.Tensor:
+    """Differentiable quantize-dequantize of a 2-D weight; returns float32 of the same shape."""
+    if not scheme.is_quantized:
+        return w.float()
+    return get_data_type(scheme.data_type).fake(w, scheme, **kw)
+
+
+def quantize(w: torch.Tensor, scheme: QuantScheme, **kw) -> QuantizedTensor:
+    """Quantize a 2-D weight into integer codes and parameters."""
+    return get_data_type(scheme.data_type).quantize(w, scheme, **kw)
+
+
+def dequantize(qt: QuantizedTensor) -> torch.Tensor:
+    """Float32 weight of a QuantizedTensor."""
+    return get_data_type(qt.scheme.data_type).dequantize(qt)

@@ -1,0 +1,63 @@
+"""Integer quantization: full-range symmetric (the reference's default) and asymmetric with an integer zero."""
+
+from __future__ import annotations
+
+import torch
+
+from ..scheme import QuantScheme
+from .base import SCALE_THRESHOLD, DataType, cast_scale, expand_minmax, register_data_type
+from .ste import round_ste
+
+
+def _clamp_magnitude(scale: torch.Tensor, thresh: float) -> torch.Tensor:
+    """Keep |scale| >= thresh while keeping its sign (a zero scale becomes +thresh)."""
+    sign = torch.where(scale < 0, -1.0, 1.0)
+    return sign * scale.abs().clamp(min=thresh)
+
+
+@register_data_type
+class IntType(DataType):
+    """int: sym uses the full signed range (largest magnitude maps to -2^(b-1)), asym an integer zero point."""
+
+    name = "int"
+
+    def scale_zero(self, wg, scheme: QuantScheme, min_scale=None, max_scale=None):
+        """Per-group (scale, zero) before rounding; scale keeps gradients through min/max scales."""
+        wmin = wg.amin(dim=-1, keepdim=True).clamp(max=0)
+        wmax = wg.amax(dim=-1, keepdim=True).clamp(min=0)
+        a, b = expand_minmax(min_scale, wg), expand_minmax(max_scale, wg)
+        if a is not None:
+            wmin = wmin * a
+        if b is not None:
+            wmax = wmax * b
+        thresh = SCALE_THRESHOLD[scheme.scale_dtype]
+        if scheme.sym:
+            maxq = 2 ** (scheme.bits - 1)
+            scale = torch.where(wmin.abs() > wmax.abs(), wmin.abs() / maxq, -wmax.abs() / maxq)
+            scale = cast_scale(_clamp_magnitude(scale, thresh), scheme)
+            zero = torch.full_like(scale, float(maxq))
+        else:
+            maxq = 2**scheme.bits - 1
+            scale = cast_scale(((wmax - wmin) / maxq).clamp(min=thresh), scheme)
+            zero = torch.clamp(round_ste(-wmin / scale), 0, maxq)
+        return scale, zero
+
+    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
+        if search and scheme.sym and scheme.bits < 8:
+            from .search import search_int_sym_scale
+
+            scale = cast_scale(search_int_sym_scale(wg, scheme, imatrix), scheme)
+            zero = torch.full_like(scale, float(2 ** (scheme.bits - 1)))
+        else:
+            scale, zero = self.scale_zero(wg, scheme, min_scale, max_scale)
+        x = wg / scale
+        if v is not None:
+            x = x + v.reshape(wg.shape)
+        qmax = 2**scheme.bits - 1
+        codes = torch.clamp(round_ste(x) + zero, 0, qmax)
+        fake = scale * (codes - zero)
+        return (codes.detach().to(torch.uint8), scale.detach().squeeze(-1), zero.detach().squeeze(-1).to(torch.int32),
+                {}, fake)
+
+    def decode(self, codes_g, scale, zero, extras, scheme):
+        return scale.unsqueeze(-1) * (codes_g.float() - zero.unsqueeze(-1).float())

@@ -1,0 +1,102 @@
+"""Plugin registries filled from Python entry points.
+
+Installed packages advertise plugins under the entry-point groups below; `ar-core` never imports them directly.
+An unknown name lists what is available; a known name whose package is missing names the `pip install` to run.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import PluginError
+
+
+class Registry:
+    """A name -> object registry for one kind of plugin, filled lazily from an entry-point group."""
+
+    def __init__(self, kind: str, group: str, install_hints: dict[str, str] | None = None):
+        self.kind = kind
+        self.group = group
+        self.install_hints = dict(install_hints or {})
+        self._items: dict[str, Any] = {}
+        self._entry_points: dict[str, Any] | None = None
+
+    def register(self, name: str, obj: Any = None) -> Any:
+        """Register `obj` under `name`; usable as a decorator when `obj` is omitted."""
+        key = name.lower()
+
+        def add(o):
+            self._items[key] = o
+            return o
+
+        return add if obj is None else add(obj)
+
+    def _discover(self) -> dict[str, Any]:
+        if self._entry_points is None:
+            self._entry_points = {ep.name.lower(): ep for ep in entry_points(group=self.group)}
+        return self._entry_points
+
+    def names(self) -> list[str]:
+        """Names that can be loaded now (registered or advertised by an installed package)."""
+        return sorted(set(self._items) | set(self._discover()))
+
+    def known_names(self) -> list[str]:
+        """Every name the toolkit knows about, installed or not."""
+        return sorted(set(self.names()) | set(self.install_hints))
+
+    def is_available(self, name: str) -> bool:
+        """Whether `name` can be loaded without an install."""
+        try:
+            self.get(name)
+        except PluginError:
+            return False
+        return True
+
+    def get(self, name: str) -> Any:
+        """Return the plugin called `name`, loading its entry point on first use."""
+        key = str(name).lower()
+        if key in self._items:
+            return self._items[key]
+        ep = self._discover().get(key)
+        if ep is not None:
+            try:
+                obj = ep.load()
+            except ImportError as exc:
+                hint = self.install_hints.get(key)
+                fix = f"; run `{hint}`" if hint else ""
+                raise PluginError(f"{self.kind} {name!r} is installed but cannot load ({exc}){fix}") from exc
+            self._items[key] = obj
+            return obj
+        if key in self.install_hints:
+            raise PluginError(f"{self.kind} {name!r} is not installed; run `{self.install_hints[key]}`")
+        available = ", ".join(self.names()) or "none installed"
+        raise PluginError(f"unknown {self.kind} {name!r}; available: {available}")
+
+
+_EXPORT = "pip install ar-export"
+FORMATS = Registry("format", "ar.formats", {
+    **{k: _EXPORT for k in ("auto_round", "auto_gptq", "auto_awq", "llm_compressor", "mlx", "fp8", "fake")},
+    "gguf": "pip install 'ar-export[gguf]'",
+})
+BACKENDS = Registry("backend", "ar.backends", {
+    "torch": "pip install ar-kernels",
+    "triton": "pip install 'ar-kernels[triton]'",
+    "mlx": "pip install 'ar-kernels[mlx]'",
+})
+ALGORITHMS = Registry("algorithm", "ar.algorithms", {
+    k: "pip install ar-algos" for k in ("rtn", "opt-rtn", "signround", "awq", "autoscheme")
+})
+DATASETS = Registry("calibration dataset", "ar.datasets", {
+    k: "pip install ar-algos" for k in ("pile-10k", "wiki", "austen", "pydoc")
+})
+
+REGISTRIES: dict[str, Registry] = {"formats": FORMATS, "backends": BACKENDS, "algorithms": ALGORITHMS,
+                                   "datasets": DATASETS}
+
+
+def get_plugin(kind: str, name: str) -> Any:
+    """Look up `name` in the registry for `kind` (formats, backends, algorithms, datasets)."""
+    return REGISTRIES[kind].get(name)
+
+
