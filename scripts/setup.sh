@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # Install the workspace (all packages, dev tools, offline assets, consumers) from the committed uv.lock.
+# Bootstraps uv 0.13.9 into .ci-tools/ when it is not on PATH. Source it to keep PATH: `. scripts/setup.sh`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export UV_PYTHON_DOWNLOADS=never UV_PYTHON="${UV_PYTHON:-python3.11}"
+if ! command -v uv >/dev/null 2>&1; then
+  if [ ! -x .ci-tools/bin/uv ]; then
+    python3 -m venv .ci-tools
+    .ci-tools/bin/python -m pip install -q "uv==0.13.9"
+  fi
+  export PATH="$PWD/.ci-tools/bin:$PATH"
+fi
 uv sync --locked --all-packages --group consumers

@@ -121,8 +121,10 @@ def parse_scheme(scheme: str | Mapping[str, Any] | QuantScheme | None = "W4A16",
     elif isinstance(scheme, str):
         base, extra = get_preset(scheme), {}
     elif isinstance(scheme, Mapping):
-        extra = dict(scheme)
+        extra = {k: v for k, v in scheme.items() if v is not None}
         name = extra.pop("scheme", None)
+        if name is not None and not isinstance(name, str):
+            raise field_error(SchemeError, "scheme", name, "a preset name")
         base = get_preset(name) if name else QuantScheme()
     else:
         raise field_error(SchemeError, "scheme", scheme, "a preset name, a dict of scheme fields or a QuantScheme")
@@ -148,6 +150,9 @@ def parse_scheme(scheme: str | Mapping[str, Any] | QuantScheme | None = "W4A16",
     if "data_type" in changes and new_dt != base.data_type and base.act_bits < 16 and "act_bits" not in changes:
         changes.setdefault("act_bits", 16)
     fields = {**dataclasses.asdict(base), **changes}
+    for key in ("bits", "act_bits"):
+        if not isinstance(fields[key], int) or isinstance(fields[key], bool):
+            raise field_error(SchemeError, key, fields[key], "an int")
     if fields["act_bits"] < 16:
         fields["act_group_size"] = fields["act_group_size"] if fields["act_group_size"] is not None \
             else fields["group_size"]

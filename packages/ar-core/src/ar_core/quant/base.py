@@ -43,17 +43,22 @@ class DataType:
         """Return grouped float32 weights from grouped codes and parameters."""
         raise NotImplementedError
 
-    def fake(self, w, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False) -> torch.Tensor:
-        """Differentiable fake quantization of a 2-D weight (float32 out, straight-through rounding)."""
+    def fake(self, w, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
+             **opts) -> torch.Tensor:
+        """Differentiable fake quantization of a 2-D weight (float32 out, straight-through rounding).
+
+        `opts` are data-type specific (e.g. nv_fp's `global_scale`) and passed on to `encode`.
+        """
         wg = self.group(w.float(), scheme)
-        *_, fake_g = self.encode(wg, scheme, v, min_scale, max_scale, imatrix, search)
+        *_, fake_g = self.encode(wg, scheme, v, min_scale, max_scale, imatrix, search, **opts)
         return self.ungroup(fake_g, tuple(w.shape), scheme)
 
-    def quantize(self, w, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
+    def quantize(self, w, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False, **opts):
         """Quantize a 2-D weight into a QuantizedTensor (no gradients)."""
         with torch.no_grad():
             wg = self.group(w.float(), scheme)
-            codes_g, scale, zero, extras, _ = self.encode(wg, scheme, v, min_scale, max_scale, imatrix, search)
+            codes_g, scale, zero, extras, _ = self.encode(wg, scheme, v, min_scale, max_scale, imatrix, search,
+                                                          **opts)
             codes = self.ungroup(codes_g, tuple(w.shape), scheme)
         return QuantizedTensor(codes=codes, scale=scale, zero=zero, scheme=scheme, shape=tuple(w.shape),
                                extras=extras)

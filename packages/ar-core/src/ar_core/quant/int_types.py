@@ -9,10 +9,22 @@ from .base import SCALE_THRESHOLD, DataType, cast_scale, expand_minmax, register
 from .ste import round_ste
 
 
-def _clamp_magnitude(scale: torch.Tensor, thresh: float) -> torch.Tensor:
+def clamp_magnitude(scale: torch.Tensor, thresh: float) -> torch.Tensor:
     """Keep |scale| >= thresh while keeping its sign (a zero scale becomes +thresh)."""
     sign = torch.where(scale < 0, -1.0, 1.0)
     return sign * scale.abs().clamp(min=thresh)
+
+
+def group_range(wg: torch.Tensor, min_scale=None, max_scale=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group (min(w, 0) * alpha, max(w, 0) * beta), each [rows, G, 1]."""
+    wmin = wg.amin(dim=-1, keepdim=True).clamp(max=0)
+    wmax = wg.amax(dim=-1, keepdim=True).clamp(min=0)
+    a, b = expand_minmax(min_scale, wg), expand_minmax(max_scale, wg)
+    if a is not None:
+        wmin = wmin * a
+    if b is not None:
+        wmax = wmax * b
+    return wmin, wmax
 
 
 @register_data_type
@@ -23,18 +35,12 @@ class IntType(DataType):
 
     def scale_zero(self, wg, scheme: QuantScheme, min_scale=None, max_scale=None):
         """Per-group (scale, zero) before rounding; scale keeps gradients through min/max scales."""
-        wmin = wg.amin(dim=-1, keepdim=True).clamp(max=0)
-        wmax = wg.amax(dim=-1, keepdim=True).clamp(min=0)
-        a, b = expand_minmax(min_scale, wg), expand_minmax(max_scale, wg)
-        if a is not None:
-            wmin = wmin * a
-        if b is not None:
-            wmax = wmax * b
+        wmin, wmax = group_range(wg, min_scale, max_scale)
         thresh = SCALE_THRESHOLD[scheme.scale_dtype]
         if scheme.sym:
             maxq = 2 ** (scheme.bits - 1)
             scale = torch.where(wmin.abs() > wmax.abs(), wmin.abs() / maxq, -wmax.abs() / maxq)
-            scale = cast_scale(_clamp_magnitude(scale, thresh), scheme)
+            scale = cast_scale(clamp_magnitude(scale, thresh), scheme)
             zero = torch.full_like(scale, float(maxq))
         else:
             maxq = 2**scheme.bits - 1

@@ -1,0 +1,53 @@
+"""Tiny offline fixtures for exporter tests: a random Llama built from a config and a BPE tokenizer trained in-process.
+
+Needs `transformers` and `tokenizers` (imported lazily so that `ar_export` itself does not depend on them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+TINY_LLAMA = dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, vocab_size=384, max_position_embeddings=128, tie_word_embeddings=False)
+CHAT_TEMPLATE = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+
+
+def tiny_llama(seed: int = 0, **overrides: Any):
+    """A float32 LlamaForCausalLM with random weights (2 layers, hidden 256, MLP 512, vocab 384) in eval mode."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(**{**TINY_LLAMA, **overrides})
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():  # the default init is tiny (std 0.02); widen it so quantization errors show in logits
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.05)
+    return model
+
+
+def tiny_tokenizer():
+    """A byte-level BPE fast tokenizer (about 300 tokens) trained on Python's own docs, with a chat template."""
+    from pydoc_data.topics import topics
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    text = [v for _, v in sorted(topics.items())][:40]
+    tok.train_from_iterator(text, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def calibration_texts(n: int = 8) -> list[str]:
+    """`n` short English texts (Python docs) for calibration or logits checks."""
+    from pydoc_data.topics import topics
+
+    return [v[:400] for _, v in sorted(topics.items())[50:50 + n]]
