@@ -96,11 +96,16 @@ def _render_links(text: str) -> str:
 
 
 _MARKUP_LINE = ("*", "#", "|", "!", ":", ";", "{", "}")
+_BACK_MATTER = re.compile(r"^==+\s*(?:See also|References|Notes|Footnotes|Citations|Sources|Bibliography|"
+                          r"Further reading|External links)\s*==+\s*$", re.M | re.I)
 
 
 def clean_wikitext(raw: str) -> str:
     """Turn MediaWiki markup into plain prose: templates, tables, references, files and list lines removed."""
     text = html.unescape(raw)
+    back_matter = _BACK_MATTER.search(text)  # link lists and citations, not prose
+    if back_matter:
+        text = text[: back_matter.start()]
     text = re.sub(r"<!--.*?(?:-->|$)", "", text, flags=re.S)
     text = re.sub(r"<ref\b[^>]*/>", "", text, flags=re.I)
     text = re.sub(r"<ref\b[^>]*>.*?</ref\s*>", "", text, flags=re.S | re.I)

@@ -51,3 +51,36 @@ def calibration_texts(n: int = 8) -> list[str]:
     from pydoc_data.topics import topics
 
     return [v[:400] for _, v in sorted(topics.items())[50:50 + n]]
+
+
+def quantize_model(model, scheme, skip: tuple[str, ...] = ("lm_head",), overrides: dict | None = None) -> dict:
+    """RTN-quantize every Linear of `model` except names containing an entry of `skip`; `overrides` maps a name
+    substring to another scheme. Returns {module_name: QuantizedTensor}."""
+    from ar_core.presets import parse_scheme
+    from ar_core.quant import quantize
+
+    out = {}
+    for name, mod in model.named_modules():
+        if not isinstance(mod, torch.nn.Linear) or any(s in name for s in skip):
+            continue
+        s = parse_scheme(scheme)
+        for key, other in (overrides or {}).items():
+            if key in name:
+                s = parse_scheme(other)
+        if not s.is_quantized:
+            continue
+        out[name] = quantize(mod.weight.detach().float(), s)
+    return out
+
+
+def dequantized_copy(model, quantized: dict):
+    """A deep copy of `model` whose quantized Linear weights are replaced by their dequantized records."""
+    import copy
+
+    ref = copy.deepcopy(model)
+    mods = dict(ref.named_modules())
+    with torch.no_grad():
+        for name, qt in quantized.items():
+            w = mods[name].weight
+            w.copy_(qt.dequantize(torch.float32).to(w.dtype))
+    return ref

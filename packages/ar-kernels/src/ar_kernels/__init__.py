@@ -1,3 +1,19 @@
-"""ar-kernels: QuantLinear backends (torch, triton, mlx) and loading of quantized checkpoints for inference."""
+"""ar-kernels: QuantLinear backends (torch, triton, mlx) and loading of quantized checkpoints for inference.
+
+    load(path, device="cpu"|"auto", backend=None)          quantized checkpoint -> transformers model
+    select_backend(scheme, packing, device, in, out)       -> (Backend, reason)
+    TORCH_MODULES[packing].from_quantized(qt, bias)        QuantLinear from a QuantizedTensor record
+"""
+
+from .backends import Backend, get_backend, list_backends, register_builtin, select_backend
+from .loading.load import load, quantization_config
+from .qlinear import (PACKINGS, TORCH_MODULES, AWQLinear, FP8Linear, GPTQLinear, MLXLinear, MXFP4Linear,
+                      MXFP8Linear, NVFP4Linear, QuantLinear)
+
+register_builtin()
 
 __version__ = "0.1.0"
+
+__all__ = ["AWQLinear", "Backend", "FP8Linear", "GPTQLinear", "MLXLinear", "MXFP4Linear", "MXFP8Linear",
+           "NVFP4Linear", "PACKINGS", "QuantLinear", "TORCH_MODULES", "get_backend", "list_backends", "load",
+           "quantization_config", "select_backend"]

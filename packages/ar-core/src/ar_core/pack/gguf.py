@@ -170,12 +170,6 @@ class Q4_1(_Legacy):
                 "m": blocks[:, 2:4].copy().view(np.float16).reshape(-1), "q": _unnibbles(blocks[:, 4:], 1)}
 
 
-def _pack5(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """5-bit codes of a 32-block -> (qh: 4 bytes little-endian bit i = high bit of value i, qs: nibbles)."""
-    q = q.astype(np.uint8)
-    return _bitplane(q >> 4, 32).reshape(q.shape[0], 32)[:, :4] if False else _highbits32(q), _nibbles(q & 0x0F, 1)
-
-
 def _highbits32(q: np.ndarray) -> np.ndarray:
     return np.packbits((q >> 4) & 1, axis=-1, bitorder="little").reshape(q.shape[0], 4)
 
@@ -241,7 +235,9 @@ class Q8_0(_Legacy):
         return x * f["d"].astype(np.float32).reshape(-1, 1)
 
 
-class _KQuant(Codec):
+class KQuant(Codec):
+    """Super-blocks of 256 values (llama.cpp k-quants); `sub` values per sub-block scale."""
+
     block_size = QK_K
     sub = 16  # values per sub-block
 
@@ -276,7 +272,7 @@ def _dequant_sym_k(f, sub: int, offset: int) -> np.ndarray:
     return (dl * q).reshape(n, QK_K)
 
 
-class Q2_K(_KQuant):
+class Q2_K(KQuant):
     """q2_k: [16 bytes: scale low nibble, min high nibble][64 bytes of 2-bit codes][d fp16][dmin fp16]."""
 
     name, type_size, bits = "q2_k", 84, 2
@@ -299,7 +295,7 @@ class Q2_K(_KQuant):
         return _dequant_asym_k(f, 16)
 
 
-class Q3_K(_KQuant):
+class Q3_K(KQuant):
     """q3_k: [hmask 32][qs 64: low 2 bits][12 bytes: 16 six-bit scales +32][d fp16]; value = q - 4, q in 0..7."""
 
     name, type_size, bits = "q3_k", 110, 3
@@ -329,7 +325,7 @@ class Q3_K(_KQuant):
         return _dequant_sym_k(f, 16, 4)
 
 
-class Q4_K(_KQuant):
+class Q4_K(KQuant):
     """q4_k: [d fp16][dmin fp16][12 bytes scales/mins][128 bytes: 32-value sub-block pairs low/high nibble]."""
 
     name, type_size, bits, sub = "q4_k", 144, 4, 32
@@ -352,7 +348,7 @@ class Q4_K(_KQuant):
         return _dequant_asym_k(f, 32)
 
 
-class Q5_K(_KQuant):
+class Q5_K(KQuant):
     """q5_k: [d][dmin][12 bytes scales/mins][qh 32: bit k = high bit of sub-block k][128 bytes low nibbles]."""
 
     name, type_size, bits, sub = "q5_k", 176, 5, 32
@@ -377,7 +373,7 @@ class Q5_K(_KQuant):
         return _dequant_asym_k(f, 32)
 
 
-class Q6_K(_KQuant):
+class Q6_K(KQuant):
     """q6_k: [ql 128: low nibbles][qh 64: 2-bit highs][16 int8 scales][d fp16]; value = q - 32, q in 0..63."""
 
     name, type_size, bits = "q6_k", 210, 6
@@ -386,7 +382,7 @@ class Q6_K(_KQuant):
     def pack(cls, f):
         n = f["q"].shape[0]
         q = f["q"].astype(np.uint8)
-        ql = _nibbles((q & 0x0F).reshape(n, 2, 2, 64).reshape(n, -1), 2)
+        ql = _nibbles(q & 0x0F, 2)
         return np.concatenate([ql, _crumbs(q >> 4, 2), f["sc"].astype(np.int8).view(np.uint8).reshape(n, 16),
                                _bytes(_f16(f["d"]), n)], 1)
 
@@ -442,3 +438,36 @@ def rows_to_float(name: str, data: np.ndarray, shape: tuple[int, ...]) -> np.nda
         return from_bf16_bits(np.asarray(data).view(np.uint16)).reshape(shape)
     codec = get_codec(name)
     return codec.dequantize(np.asarray(data, np.uint8).reshape(-1, codec.type_size)).reshape(shape)
+
+
+def qtensor_fields(qt, name: str) -> dict[str, np.ndarray]:
+    """Block fields of a QuantizedTensor for ggml type `name` (see ar_core.qtensor / ar_core.quant.gguf)."""
+    from ..errors import SchemeError, field_error
+
+    codec = get_codec(name)
+    out, cols = qt.shape[0], qt.shape[-1]
+    if cols % codec.block_size:
+        raise field_error(SchemeError, "in_features", cols, f"a multiple of {codec.block_size} for {name}")
+    n = out * cols // codec.block_size
+    half = 1 << (codec.bits - 1)
+    q = qt.codes.detach().cpu().numpy().astype(np.uint8).reshape(n, codec.block_size)
+    scale = qt.scale.detach().float().cpu().numpy().reshape(n, -1)
+    if not issubclass(codec, KQuant):
+        fields = {"d": _f16(scale), "q": q}
+        if codec.asym:
+            fields["m"] = _f16(qt.zero.detach().float().cpu().numpy())
+        elif not np.all(qt.zero.detach().cpu().numpy() == half):
+            raise field_error(SchemeError, "zero", "non-centred", f"{name} needs zero == {half} (symmetric)")
+        return fields
+    ex = qt.extras
+    fields = {"q": q, "d": _f16(ex["d"].detach().cpu().numpy()),
+              "sc": ex["sub_scale"].detach().cpu().numpy().reshape(n, -1)}
+    if "dmin" in ex:
+        fields["dmin"] = _f16(ex["dmin"].detach().cpu().numpy())
+        fields["mn"] = ex["sub_min"].detach().cpu().numpy().reshape(n, -1)
+    return fields
+
+
+def pack_qtensor(qt, name: str) -> np.ndarray:
+    """QuantizedTensor -> GGUF block bytes uint8 [out, bytes_per_row] of ggml type `name`."""
+    return get_codec(name).pack(qtensor_fields(qt, name)).reshape(qt.shape[0], -1)

@@ -9,8 +9,6 @@ from typing import Any
 from ..errors import LayerConfigError
 from ..scheme import QuantScheme
 
-SOURCES = ("default", "user", "ignore", "fallback", "predefined")
-
 
 @dataclass(frozen=True)
 class LayerInfo:
@@ -18,6 +16,8 @@ class LayerInfo:
 
     kind: "linear", "conv1d", "embedding", "expert", ...; in_block: inside a quantized decoder block;
     is_router: an MoE router/gate; fused_group: layers a serving kernel fuses (q/k/v, gate/up) share this name.
+    in_features is the length of a stored weight row, the axis quantization groups run along: for an embedding
+    (weight [vocab, dim]) pass in_features=dim, out_features=vocab.
     """
 
     name: str
@@ -31,7 +31,12 @@ class LayerInfo:
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """The scheme chosen for one layer, where it came from (one of SOURCES) and why."""
+    """The scheme chosen for one layer, why, and where it came from.
+
+    source: "default" (the default scheme or a built-in rule), "user" (layer_config), "ignore" (ignore_layers),
+    "predefined" (MoE router kept 16-bit) or "fallback" (the layer's shape cannot hold what was asked).
+    pattern: the ignore_layers entry or non-exact layer_config key that chose it, if any.
+    """
 
     scheme: QuantScheme
     source: str

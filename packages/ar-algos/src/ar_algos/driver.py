@@ -1,0 +1,178 @@
+"""The block-by-block driver: cache the first block's inputs, then quantize one block at a time on the device.
+
+Chains (reference §1.3): with enable_quanted_input each block is trained to map the quantized-so-far input `q`
+to the full-precision chain's output `fp`, and `q` moves on through the quantized block; otherwise both are the
+full-precision chain. The quantized (QDQ) weights are written into the model, so later blocks see them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ar_core.qtensor import QuantizedTensor
+from ar_core.scheme import QuantScheme
+
+from .blocks import find_linears, get_module, weight_of, write_weight
+from .capture import BlockInputs, capture_block_inputs, capture_head_inputs, forward_all
+from .checkpoint import WorkDir
+from .config import TuneConfig
+from .progress import Progress, fmt_loss
+from .rtn import collect_imatrix, rtn_layers
+from .signround import BlockResult, masked_mse, signround_block
+
+
+@dataclass
+class Job:
+    """What to quantize: the model, its blocks, the quantized layers' schemes (full names), head and data."""
+
+    model: nn.Module
+    block_names: list[str]
+    schemes: dict[str, QuantScheme]
+    lm_head: str | None
+    samples: list[dict] | None
+    cfg: TuneConfig
+    device: torch.device
+
+
+def _local(schemes: dict[str, QuantScheme], prefix: str) -> dict[str, QuantScheme]:
+    p = prefix + "."
+    return {n[len(p):]: s for n, s in schemes.items() if n.startswith(p)}
+
+
+def _prefixed(records: dict[str, QuantizedTensor], prefix: str) -> dict[str, QuantizedTensor]:
+    return {f"{prefix}.{n}" if n else prefix: r for n, r in records.items()}
+
+
+def _apply(model: nn.Module, records: dict[str, QuantizedTensor]) -> None:
+    """Write the dequantized weights of `records` (from a checkpoint) into the model."""
+    for name, qt in records.items():
+        write_weight(get_module(model, name), qt.dequantize())
+
+
+def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[str, QuantizedTensor]:
+    """Quantize every block of `job.model` in order, then the layers outside the blocks; returns all records."""
+    cfg, model = job.cfg, job.model
+    records: dict[str, QuantizedTensor] = {}
+    start = work.done if work else 0
+    for i in range(start):
+        block_records = work.load_block(i)
+        _apply(model, block_records)
+        records.update(block_records)
+    if start:
+        progress.note(f"resuming at block {start + 1}/{len(job.block_names)} from {work.path}")
+    inputs, q, fp = None, None, None
+    if cfg.algorithm != "rtn":
+        inputs = capture_block_inputs(model, job.block_names, job.samples)
+        cache_dev = "cpu" if cfg.low_gpu_mem_usage else job.device
+        inputs = inputs.to(cache_dev)
+        q = fp = inputs.hidden
+        if start:
+            chain = work.load_chain()
+            q, fp = chain["q"].to(cache_dev), chain["fp"].to(cache_dev)
+    for i in range(start, len(job.block_names)):
+        tick = time.perf_counter()
+        prefix = job.block_names[i]
+        block = get_module(model, prefix)
+        home = next(block.parameters()).device
+        block.to(job.device)
+        result, q, fp = _quantize_block(block, i, _local(job.schemes, prefix), inputs, q, fp, cfg)
+        block.to(home)
+        block_records = _prefixed(result.records, prefix)
+        records.update(block_records)
+        if work:
+            work.save_block(i, block_records, {"q": q, "fp": fp} if q is not None else {})
+        progress.block(i, time.perf_counter() - tick, result.loss_before, result.loss_after)
+    records.update(_quantize_outside(job, inputs, q, progress))
+    return records
+
+
+def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme], inputs: BlockInputs | None,
+                    q: torch.Tensor | None, fp: torch.Tensor | None, cfg: TuneConfig):
+    """Quantize one block; returns (result, next q input, next fp input)."""
+    layers = find_linears(block)
+    if inputs is None:  # zero-shot RTN
+        return BlockResult(rtn_layers(layers, schemes)), None, None
+    bs = cfg.batch_size
+    if cfg.algorithm == "opt-rtn":
+        with collect_imatrix({n: layers[n] for n in schemes}) as imatrix:
+            fp_of_q = forward_all(block, inputs, index, q, bs)
+        result = BlockResult(rtn_layers(layers, schemes, imatrix))
+        if not cfg.enable_quanted_input:
+            return result, fp_of_q, fp_of_q
+        q_next = forward_all(block, inputs, index, q, bs)
+        result.loss_after = masked_mse(q_next, fp_of_q, inputs.mask).item()
+        return result, q_next, q_next
+    fp_out = forward_all(block, inputs, index, fp, bs)
+    source = q if cfg.enable_quanted_input else fp
+    result = signround_block(block, layers, schemes, source, lambda idx: fp_out[idx],
+                             lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index)
+    if not cfg.enable_quanted_input:
+        return result, fp_out, fp_out
+    return result, forward_all(block, inputs, index, q, bs), fp_out
+
+
+def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | None,
+                      progress: Progress) -> dict[str, QuantizedTensor]:
+    """Quantize the layers outside the blocks (the LM head with data; anything else with RTN)."""
+    outside = {n: s for n, s in job.schemes.items() if not any(n.startswith(b + ".") for b in job.block_names)}
+    records: dict[str, QuantizedTensor] = {}
+    if not outside:
+        return records
+    tick = time.perf_counter()
+    model, cfg = job.model, job.cfg
+    untie_head(model, job.lm_head, outside)
+    head_scheme = outside.pop(job.lm_head, None)
+    if outside:
+        records.update(rtn_layers({n: get_module(model, n) for n in outside}, outside))
+    if head_scheme is None:
+        return records
+    head = get_module(model, job.lm_head)
+    home = head.weight.device
+    head.to(job.device)
+    if inputs is None:
+        result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
+    else:
+        x = capture_head_inputs(model, job.block_names, job.lm_head, q, job.samples)
+        x = x.to(inputs.hidden.device)
+        result = _quantize_head(head, head_scheme, x, inputs.mask, cfg)
+    head.to(home)
+    records.update(_prefixed(result.records, job.lm_head))
+    progress.note(f"{job.lm_head}  loss {fmt_loss(result.loss_before)} -> {fmt_loss(result.loss_after)}  "
+                  f"{time.perf_counter() - tick:.1f}s")
+    return records
+
+
+def _quantize_head(head: nn.Module, scheme: QuantScheme, x: torch.Tensor, mask: torch.Tensor,
+                   cfg: TuneConfig) -> BlockResult:
+    """Opt-RTN or SignRound of the LM head on its inputs `x` ([N, L, H]); batch 1 with accumulation (logits are big)."""
+    if cfg.algorithm == "opt-rtn":
+        with collect_imatrix({"": head}) as imatrix, torch.no_grad():
+            for s in range(x.shape[0]):
+                head(x[s:s + 1].to(head.weight.device))
+        return BlockResult(rtn_layers({"": head}, {"": scheme}, imatrix))
+    w0 = weight_of(head).detach().clone()
+
+    def target(idx):
+        with torch.no_grad():
+            return F.linear(x[idx].to(w0.device), w0, head.bias)
+
+    head_cfg = replace(cfg, batch_size=1, gradient_accumulate_steps=cfg.batch_size * cfg.gradient_accumulate_steps)
+    return signround_block(head, {"": head}, {"": scheme}, x, target, lambda idx: {}, mask, head_cfg,
+                           seed=cfg.seed + 100_003)
+
+
+def untie_head(model: nn.Module, lm_head: str | None, schemes: dict[str, QuantScheme]) -> None:
+    """Give a quantized LM head its own weight when it shares it with the input embeddings."""
+    if lm_head is None or lm_head not in schemes:
+        return
+    head = get_module(model, lm_head)
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is not None and head.weight is emb.weight:
+        head.weight = nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+        if hasattr(model, "config"):
+            model.config.tie_word_embeddings = False

@@ -1,0 +1,51 @@
+"""`ar`: the meta-CLI dispatcher. Each subcommand is one small module with `add_parser(subparsers)` and `run(args)`.
+
+Exit codes: 0 success; 1 an ArError while running (message on stderr, no traceback); 2 a bad, unknown or
+contradictory flag (argparse's usage error, naming the flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ar_core.errors import ArError
+
+from . import eval_cmd, inspect_cmd, list_cmd, quantize_cmd
+from .flags import UsageError
+
+COMMANDS = {"quantize": quantize_cmd, "eval": eval_cmd, "list": list_cmd, "inspect": inspect_cmd}
+
+
+def build_parser(prog: str = "ar") -> argparse.ArgumentParser:
+    """The top-level parser with one subparser per command."""
+    parser = argparse.ArgumentParser(prog=prog, description="Quantize, evaluate and inspect LLMs (ar toolkit).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('ar_cli').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS.values():
+        cmd = module.add_parser(sub)
+        cmd.set_defaults(subparser=cmd)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "ar") -> int:
+    """Parse `argv` (default sys.argv[1:]), run the command and return its exit code."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command].run(args) or 0
+    except UsageError as exc:
+        args.subparser.error(str(exc))
+    except ArError as exc:
+        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def entry() -> None:
+    """Console-script entry point of `ar`."""
+    sys.exit(main())

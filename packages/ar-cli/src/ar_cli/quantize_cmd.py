@@ -1,0 +1,202 @@
+"""`ar quantize MODEL`: quantize with SignRound / opt-RTN / RTN and export to one or more formats."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+
+from ar_core.errors import ArError
+from ar_core.presets import parse_scheme
+from ar_core.registry import ALGORITHMS, FORMATS
+from ar_core.scheme import QuantScheme
+
+from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
+
+RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
+# CLI flag -> AutoRound keyword, for the knobs passed straight through when set.
+PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsamples": "nsamples", "seqlen": "seqlen",
+                "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
+                "dataset": "dataset", "device_map": "device_map", "low_gpu_mem_usage": "low_gpu_mem_usage",
+                "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
+                "seed": "seed", "adam": "enable_adam", "avg_bits": "avg_bits", "options": "options",
+                "model_free": "model_free", "algorithm": "algorithm"}
+LM_HEAD_FORMATS = ("auto_round", "fake", "mlx", "gguf")
+TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `ar quantize` and its flags (most used first)."""
+    p = sub.add_parser("quantize", help="quantize a model and export it", allow_abbrev=False,
+                       description="Quantize MODEL (a local directory, a hub id, or an embedded model such as "
+                                   "smollm2-135m) and save it in one or more formats.")
+    p.add_argument("model", help="model directory, hub id or embedded name (smollm2-135m, qwen2.5-coder-0.5b)")
+    main = p.add_argument_group("main")
+    main.add_argument("--scheme", help="preset: W4A16 (default), W2A16, W3A16, W8A16, MXFP4, NVFP4, FP8_STATIC, "
+                                       "GGUF:Q4_K_M, ... (see `ar list schemes`)")
+    main.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
+                      help="tuning budget filling the flags you leave unset (see `ar list recipes`)")
+    main.add_argument("--format", default="auto_round",
+                      help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (see `ar list formats`)")
+    main.add_argument("--output_dir", default="./tmp_autoround", help="parent folder of the saved model")
+    main.add_argument("--iters", type=int, help="tuning steps per block (0 = RTN / optimized RTN)")
+    main.add_argument("--nsamples", type=int, help="calibration samples")
+    main.add_argument("--seqlen", type=int, help="tokens per calibration sample")
+    sch = p.add_argument_group("scheme overrides")
+    sch.add_argument("--bits", type=int)
+    sch.add_argument("--group_size", type=group_size, help="an int (-1 per channel, 0 per tensor) or 'M,N' blocks")
+    sch.add_argument("--asym", action="store_true", help="asymmetric integer quantization")
+    sch.add_argument("--data_type", "--dtype", help="int, mx_fp, nv_fp, fp, ... (a bit suffix like mx_fp4 sets bits)")
+    sch.add_argument("--act_bits", type=int)
+    lay = p.add_argument_group("layers")
+    lay.add_argument("--layer_config", help="per-layer schemes as (relaxed) JSON or a .json file, "
+                                            "e.g. '{k_proj:{bits:8}}'")
+    lay.add_argument("--ignore_layers", "--fp_layers", help="comma list of name patterns kept in 16-bit")
+    lay.add_argument("--quant_lm_head", action="store_true", help="quantize lm_head too (auto_round/fake/mlx/gguf)")
+    tun = p.add_argument_group("tuning")
+    tun.add_argument("--lr", type=float)
+    tun.add_argument("--minmax_lr", type=float)
+    tun.add_argument("--batch_size", "--bs", type=int)
+    tun.add_argument("--gradient_accumulate_steps", type=int)
+    tun.add_argument("--dataset", help="calibration data: pile-10k, wiki, austen, pydoc or a local file")
+    tun.add_argument("--algorithm", help="comma list, e.g. signround, rtn, awq,signround")
+    tun.add_argument("--adam", "--enable_adam", action="store_true", default=None, help="Adam instead of sign-SGD")
+    tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
+    tun.add_argument("--seed", type=int)
+    mem = p.add_argument_group("device and memory")
+    mem.add_argument("--device_map", help="'cpu', '0', '0,1', 'auto'")
+    mem.add_argument("--low_gpu_mem_usage", action="store_true", default=None)
+    mem.add_argument("--enable_torch_compile", action="store_true", default=None)
+    mix = p.add_argument_group("mixed bits and model-free")
+    mix.add_argument("--avg_bits", "--target_bits", type=float, help="AutoScheme: target average bits")
+    mix.add_argument("--options", help="AutoScheme: comma list of candidate schemes")
+    mix.add_argument("--model_free", action="store_true", default=None, help="RTN straight from the files")
+    ev = p.add_argument_group("evaluation after quantizing")
+    ev.add_argument("--eval", action="store_true", help="print perplexity, KL and top-1 against the source model")
+    ev.add_argument("--tasks", help="comma list of lm-eval tasks to run on the saved model")
+    ev.add_argument("--eval_bs", default="auto")
+    ev.add_argument("--limit", type=float)
+    ev.add_argument("--num_fewshot", type=int)
+    ev.add_argument("--include_path", help="folder of offline lm-eval task YAML files")
+    return p
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Fill the tuning flags the user left unset from the recipe table of ar-algos."""
+    from ar_algos.config import RECIPES
+
+    for key, value in RECIPES[args.recipe].items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+
+
+def _formats(args: argparse.Namespace) -> list[str]:
+    formats = comma_list(args.format)
+    if not formats:
+        raise UsageError("--format: give at least one format")
+    for fmt in formats:
+        base = fmt.split(":")[0].lower()
+        if base not in FORMATS.known_names():
+            raise UsageError(f"--format {fmt!r} is not a known format; one of {', '.join(FORMATS.known_names())}")
+    return formats
+
+
+def build_scheme(args: argparse.Namespace, formats: list[str]) -> QuantScheme:
+    """The default scheme from --scheme and its overrides; a GGUF format without --scheme picks its GGUF preset."""
+    gguf = [f for f in formats if f.lower().startswith("gguf:")]
+    scheme = args.scheme
+    if gguf and scheme is None:
+        scheme = "GGUF:" + gguf[0].split(":", 1)[1]
+    try:
+        s = parse_scheme(scheme or "W4A16", bits=args.bits, group_size=args.group_size,
+                         sym=False if args.asym else None, data_type=args.data_type, act_bits=args.act_bits)
+    except ArError as exc:
+        raise UsageError(f"--scheme/--bits/--group_size/--asym/--data_type/--act_bits: {exc}") from None
+    for fmt in gguf:
+        if s.gguf is None or s.gguf != fmt.split(":", 1)[1].lower():
+            raise UsageError(f"--format {fmt} contradicts --scheme {scheme} (scheme {s.gguf or s.data_type}); "
+                             f"drop --scheme or use --scheme GGUF:{fmt.split(':', 1)[1].upper()}")
+    return s
+
+
+def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:
+    """Reject contradictory flag combinations before any work starts (`user_set`: flags given on the command line)."""
+    if args.iters == 0:
+        for name in TUNING_ONLY:
+            if name in user_set:
+                raise UsageError(f"--{name} has no effect with --iters 0 (RTN, recipe {args.recipe}): drop it or "
+                                 "set --iters > 0")
+    if "disable_opt_rtn" in user_set and args.iters:
+        raise UsageError(f"--disable_opt_rtn only applies with --iters 0, not --iters {args.iters}")
+    if args.quant_lm_head:
+        bad = [f for f in formats if not f.lower().startswith(LM_HEAD_FORMATS)]
+        if bad:
+            raise UsageError(f"--quant_lm_head is not supported by --format {bad[0]}; "
+                             f"use one of {', '.join(LM_HEAD_FORMATS)}")
+    if args.options is not None and args.avg_bits is None:
+        raise UsageError("--options lists AutoScheme candidates and needs --avg_bits")
+    if args.algorithm is not None:
+        for name in comma_list(args.algorithm):
+            if name.replace("_", "-") not in ALGORITHMS.known_names() + ["auto-round"]:
+                raise UsageError(f"--algorithm {name!r} is unknown; one of {', '.join(ALGORITHMS.known_names())}")
+    if args.limit is not None and not args.tasks:
+        raise UsageError("--limit only applies with --tasks")
+
+
+def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api) -> dict:
+    """Keyword arguments for `api` (AutoRound) from the flags that are set; a flag the API lacks is an error."""
+    kw = {"scheme": scheme}
+    if args.layer_config:
+        kw["layer_config"] = relaxed_json(args.layer_config, "--layer_config")
+    if args.ignore_layers:
+        kw["ignore_layers"] = args.ignore_layers
+    if args.quant_lm_head:
+        kw["quant_lm_head"] = True
+    for flag, key in PASS_THROUGH.items():
+        value = getattr(args, flag)
+        if value is not None:
+            kw[key] = value
+    params = inspect.signature(api).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        flag_of = {v: k for k, v in PASS_THROUGH.items()}
+        for key in kw:
+            if key not in params:
+                raise UsageError(f"--{flag_of.get(key, key)} is not available yet (ar-algos' AutoRound has no "
+                                 f"{key!r} option)")
+    return kw
+
+
+def output_name(model: str, s: QuantScheme) -> str:
+    """Folder name of a run: '<model>-w4g128', '<model>-mxfp-w4g32', '<model>-w8a8' or '<model>-gguf'."""
+    base = Path(model.rstrip("/")).name
+    if s.gguf:
+        return f"{base}-gguf"
+    gs = "x".join(map(str, s.group_size)) if isinstance(s.group_size, tuple) else str(s.group_size)
+    tail = f"g{gs}" if not isinstance(s.group_size, int) or s.group_size > 0 else f"a{s.act_bits}"
+    prefix = "" if s.data_type == "int" else s.data_type.replace("_", "") + "-"
+    return f"{base}-{prefix}w{s.bits}{tail}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate every flag, then quantize, save, and optionally evaluate."""
+    user_set = {k for k, v in vars(args).items() if v is not None}
+    _apply_recipe(args)
+    formats = _formats(args)
+    scheme = build_scheme(args, formats)
+    check_flags(args, formats, user_set)
+    import ar_algos
+
+    api = getattr(ar_algos, "AutoRound", None)
+    if api is None:
+        raise UsageError("ar quantize is not available yet: this ar-algos has no AutoRound API")
+    kwargs = autoround_kwargs(args, scheme, api)
+    out_dir = Path(args.output_dir) / output_name(args.model, scheme)
+    saved = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
+    paths = [Path(p) for p in (saved if isinstance(saved, (list, tuple)) else [saved or out_dir])]
+    for path in paths:
+        print(f"saved {path}")
+    if args.eval or args.tasks:
+        from .eval_cmd import evaluate_after_quantize
+
+        evaluate_after_quantize(paths[-1], model_path(args.model), args)
+    return 0

@@ -1,0 +1,110 @@
+"""Optimized-RTN searches: imatrix layout, zero handling, and never doing worse than plain RTN."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ar_core.errors import ArError
+from ar_core.quant import fake_quantize, get_data_type, quantize
+from ar_core.quant.groups import to_groups
+from ar_core.quant.search import group_imatrix, search_int_sym_scale, search_weights
+from ar_core.scheme import QuantScheme
+
+S = QuantScheme
+SEARCHED = [S(bits=2, group_size=16), S(bits=3, group_size=32), S(bits=4, group_size=32), S(bits=5, group_size=-1),
+            S(bits=4, group_size=32, data_type="mx_fp"), S(bits=8, group_size=32, data_type="mx_fp"),
+            S(bits=4, group_size=32, data_type="mx_fp_rceil"), S(bits=4, group_size=32, data_type="mx_int"),
+            S(bits=4, group_size=16, data_type="nv_fp")]
+
+
+def test_group_imatrix_pads_with_zeros():
+    wg = to_groups(torch.zeros(3, 5), 2)
+    assert group_imatrix(torch.arange(1.0, 6.0), wg).tolist() == [[[1, 2], [3, 4], [5, 0]]]
+
+
+def test_group_imatrix_per_tensor_repeats_per_row():
+    wg = torch.zeros(1, 1, 6)
+    assert group_imatrix(torch.tensor([1.0, 2.0]), wg).tolist() == [[[1, 2, 1, 2, 1, 2]]]
+
+
+def test_group_imatrix_rejects_wrong_length():
+    with pytest.raises(ArError, match="imatrix"):
+        group_imatrix(torch.ones(7), to_groups(torch.zeros(2, 12), 4))
+
+
+def test_search_weights_zero_handling():
+    w = torch.tensor([[1.0, -2.0, 3.0, 4.0, 0.5, 0.5, 0.5, 0.5]])
+    wg = to_groups(w, 4)
+    imatrix = torch.tensor([0.0, 0.0, 0.0, 2.0, 1.0, 0.0, 3.0, 2.0])
+    weights = search_weights(wg, imatrix, bits=3)
+    assert weights[0, 0].tolist() == [1.0, 2.0, 3.0, 4.0]  # 3 of 4 zero: |w| fallback (<= 3 bits)
+    assert weights[0, 1].tolist() == [1.0, 2.0, 3.0, 2.0]  # one zero: the mean of the others
+    w4 = search_weights(wg, imatrix, bits=4)
+    assert torch.allclose(w4[0, 0], w[0, :4].abs() + (30.0 / 32) ** 0.5)
+    assert search_weights(wg, None, 4) is None
+
+
+def test_search_weights_ignore_padding():
+    wg = to_groups(torch.ones(1, 6), 4)
+    weights = search_weights(wg, torch.tensor([1.0, 0.0, 1.0, 1.0, 2.0, 4.0]), bits=4)
+    assert weights[0, 1].tolist() == [2.0, 4.0, 0.0, 0.0]
+
+
+def _weighted_group_loss(scheme, w, fake, imatrix):
+    dt = get_data_type(scheme.data_type)
+    wg, fg = dt.group(w, scheme), dt.group(fake, scheme)
+    err = (fg - wg).pow(2)
+    if imatrix is not None:
+        err = err * group_imatrix(imatrix, wg)
+    return err.sum(-1)
+
+
+@pytest.mark.parametrize("scheme", SEARCHED, ids=lambda s: f"{s.data_type}{s.bits}g{s.group_size}")
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 1000), cols=st.integers(8, 90), weighted=st.booleans())
+def test_search_never_worse_than_rtn(scheme, seed, cols, weighted):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(6, cols, generator=g) * torch.rand(1, cols, generator=g) * 0.1
+    imatrix = torch.rand(cols, generator=g) ** 4 + 1e-3 if weighted else None
+    rtn = fake_quantize(w, scheme)
+    opt = fake_quantize(w, scheme, search=True, imatrix=imatrix)
+    loss_rtn = _weighted_group_loss(scheme, w, rtn, imatrix)
+    loss_opt = _weighted_group_loss(scheme, w, opt, imatrix)
+    assert (loss_opt <= loss_rtn * (1 + 1e-6)).all()
+
+
+@pytest.mark.parametrize("scheme", [S(bits=4, group_size=32), S(bits=4, group_size=32, data_type="mx_fp"),
+                                    S(bits=4, group_size=16, data_type="nv_fp")], ids=["int4", "mxfp4", "nvfp4"])
+def test_search_improves_on_average(scheme):
+    w = torch.randn(64, 256, generator=torch.Generator().manual_seed(3)) * 0.02
+    rtn = (fake_quantize(w, scheme) - w).pow(2).sum()
+    opt = (fake_quantize(w, scheme, search=True) - w).pow(2).sum()
+    assert opt < 0.97 * rtn
+
+
+def test_imatrix_steers_the_int_search():
+    w = torch.randn(16, 64, generator=torch.Generator().manual_seed(5)) * 0.05
+    imatrix = torch.ones(64)
+    imatrix[:8] = 100.0  # the first channels dominate
+    scheme = S(bits=3, group_size=64)
+    plain = fake_quantize(w, scheme, search=True)
+    steered = fake_quantize(w, scheme, search=True, imatrix=imatrix)
+    heavy = lambda f: (f - w)[:, :8].pow(2).sum()  # noqa: E731
+    assert heavy(steered) < heavy(plain)
+
+
+def test_int_sym_search_scale_candidates_are_signed_and_cast():
+    w = torch.randn(4, 32, generator=torch.Generator().manual_seed(0))
+    wg = to_groups(w, 32)
+    scale = search_int_sym_scale(wg, S(bits=4, group_size=32))
+    gmax = torch.take_along_dim(wg, wg.abs().argmax(-1, keepdim=True), -1)
+    assert torch.equal(torch.sign(scale), -torch.sign(gmax))
+    assert torch.equal(scale, scale.half().float())
+
+
+def test_search_with_asym_int_and_fp8_is_plain_rtn():
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(0))
+    for scheme in (S(bits=4, group_size=32, sym=False), S(bits=8, group_size=-1, data_type="fp"),
+                   S(bits=8, group_size=32)):
+        assert torch.equal(quantize(w, scheme, search=True).codes, quantize(w, scheme).codes)

@@ -1,0 +1,58 @@
+"""Loading a model and tokenizer for evaluation: 16-bit checkpoints, our quantized checkpoints, GGUF files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ar_core.errors import CheckpointError
+
+
+def is_quantized_checkpoint(path: str | Path) -> bool:
+    """True when `path` is a GGUF file or a directory whose config.json carries a quantization config."""
+    p = Path(path)
+    if p.suffix == ".gguf":
+        return True
+    cfg = p / "config.json"
+    if not cfg.is_file():
+        return False
+    data = json.loads(cfg.read_text())
+    return "quantization_config" in data or "quantization" in data
+
+
+def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """A causal LM in eval mode: quantized checkpoints through `ar_kernels.load`, the rest through transformers."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"model {str(p)!r} does not exist")
+    from transformers import AutoModelForCausalLM
+
+    if p.suffix == ".gguf":
+        model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
+    elif is_quantized_checkpoint(p):
+        model = _load_quantized(p, device)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+    return model.to(device).eval()
+
+
+def _load_quantized(path: Path, device: str):
+    try:
+        from ar_kernels import load
+    except ImportError:  # ar-kernels without a loader yet: transformers and the consumer libraries load it
+        from transformers import AutoModelForCausalLM
+
+        return AutoModelForCausalLM.from_pretrained(path)
+    return load(path, device=device)
+
+
+def load_tokenizer(path: str | Path):
+    """The tokenizer stored with a checkpoint directory or inside a GGUF file."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if p.suffix == ".gguf":
+        return AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name)
+    return AutoTokenizer.from_pretrained(p)

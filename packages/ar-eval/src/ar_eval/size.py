@@ -1,0 +1,81 @@
+"""Size on disk and achieved bits per weight of a checkpoint (directory of safetensors, or a GGUF file)."""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from ar_core.errors import CheckpointError
+
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".npz")
+
+
+@dataclass
+class SizeReport:
+    """Bytes of weight files on disk, and bits per weight = 8 * tensor bytes / parameters of the 16-bit model."""
+
+    disk_bytes: int
+    tensor_bytes: int
+    n_params: int | None
+    bits_per_weight: float | None
+
+    def to_dict(self) -> dict:
+        """Plain-JSON view."""
+        return asdict(self)
+
+
+def weight_files(path: str | Path) -> list[Path]:
+    """The weight files of a checkpoint directory (or the file itself)."""
+    p = Path(path)
+    if p.is_file():
+        return [p]
+    if not p.is_dir():
+        raise CheckpointError(f"checkpoint {str(p)!r} does not exist")
+    files = sorted(f for f in p.iterdir() if f.suffix in WEIGHT_SUFFIXES)
+    if not files:
+        raise CheckpointError(f"checkpoint {str(p)!r} holds no weight files ({', '.join(WEIGHT_SUFFIXES)})")
+    return files
+
+
+def safetensors_header(path: Path) -> dict:
+    """The JSON header of a safetensors file (tensor name -> dtype, shape, data_offsets), without reading data."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header
+
+
+def tensor_bytes(path: Path) -> int:
+    """Bytes of tensor data in one weight file (the whole file when it is not safetensors)."""
+    if path.suffix != ".safetensors":
+        return path.stat().st_size
+    return sum(end - start for start, end in (t["data_offsets"] for t in safetensors_header(path).values()))
+
+
+def count_parameters(config_dir: str | Path) -> int:
+    """Parameters of the unquantized model described by `config_dir`/config.json (built on the meta device)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(config_dir)
+    if hasattr(cfg, "quantization_config"):
+        del cfg.quantization_config
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(cfg)
+    return sum(p.numel() for p in model.parameters())
+
+
+def size_report(path: str | Path, n_params: int | None = None) -> SizeReport:
+    """Size of the checkpoint at `path`; `n_params` defaults to the count from its config.json when there is one."""
+    files = weight_files(path)
+    disk = sum(f.stat().st_size for f in files)
+    tbytes = sum(tensor_bytes(f) for f in files)
+    p = Path(path)
+    if n_params is None and p.is_dir() and (p / "config.json").is_file():
+        n_params = count_parameters(p)
+    bpw = 8 * tbytes / n_params if n_params else None
+    return SizeReport(disk, tbytes, n_params, bpw)

@@ -1,0 +1,14 @@
+"""GGUF export (llama.cpp): `write_gguf(model, tokenizer, path, mix="q4_k_m", quantized=None, imatrix=None)`.
+
+Needs the `gguf` package (`pip install 'ar-export[gguf]'`); importing this module without it raises ImportError,
+which the FORMATS registry turns into that install hint.
+"""
+
+import gguf  # noqa: F401  (fail early with ImportError when the extra is not installed)
+
+from .format import FORMAT, GGUFFormat
+from .mix import check_mix, tensor_type, use_more_bits
+from .writer import GGUFTensor, dequantized_state_dict, export_tensors, quantize_rows, record_type, write_gguf
+
+__all__ = ["FORMAT", "GGUFFormat", "GGUFTensor", "check_mix", "dequantized_state_dict", "export_tensors",
+           "quantize_rows", "record_type", "tensor_type", "use_more_bits", "write_gguf"]

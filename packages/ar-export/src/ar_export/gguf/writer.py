@@ -1,0 +1,177 @@
+"""`write_gguf`: a transformers causal LM (+ tokenizer) -> one llama.cpp GGUF file.
+
+Each 2-D+ weight gets its ggml type from the mix rules (ar_export.gguf.mix). A layer whose SignRound record is in
+`quantized` is packed from its integer codes as is (its own GGUF type wins); any other weight is quantized here
+with optimized RTN (llama.cpp-style searches, imatrix-weighted when given; q4_0..q8_0 use ggml's own RTN,
+bit-exact). 1-D tensors (norms, biases) are written as F32.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+
+from ar_core.errors import SchemeError, field_error
+from ar_core.pack.gguf import CODECS, KQuant, pack_qtensor, rows_to_float, to_bf16_bits
+from ar_core.presets import GGUF_TYPES, gguf_scheme
+from ar_core.qtensor import QuantizedTensor
+from ar_core.quant import quantize
+
+from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
+from .mix import FILE_TYPES, check_mix, tensor_type
+from .tokenizer import write_tokenizer
+
+_GGML = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
+         "bf16": gguf.GGMLQuantizationType.BF16,
+         **{name: getattr(gguf.GGMLQuantizationType, name.upper()) for name in CODECS}}
+
+
+@dataclass
+class GGUFTensor:
+    """One tensor as written: GGUF name, ggml type, stored numpy data, logical shape, HF module."""
+
+    name: str
+    qtype: str
+    data: np.ndarray
+    shape: tuple[int, ...]
+    module: str
+
+    def dequantize(self) -> torch.Tensor:
+        """Float32 values of the stored data in GGUF layout (what a GGUF reader sees)."""
+        return torch.from_numpy(rows_to_float(self.qtype, self.data, self.shape).copy())
+
+
+def record_type(qt: QuantizedTensor) -> str:
+    """The ggml type a QuantizedTensor can be stored as (from its scheme), or SchemeError."""
+    s = qt.scheme
+    for name, (bits, gs, sym, dt, _, _) in GGUF_TYPES.items():
+        if (s.bits, s.group_size, s.data_type) == (bits, gs, dt) and (dt != "int" or s.sym):
+            return name
+    raise field_error(SchemeError, "scheme", s.to_dict(), f"a GGUF type ({sorted(GGUF_TYPES)})")
+
+
+def quantize_rows(w: torch.Tensor, qtype: str, imatrix: torch.Tensor | None = None) -> np.ndarray:
+    """Float weight [rows, cols] -> GGUF bytes [rows, bytes_per_row] with optimized RTN."""
+    w = w.detach().float().cpu()
+    if qtype == "f32":
+        return w.numpy()
+    if qtype == "f16":
+        return w.numpy().astype(np.float16)
+    if qtype == "bf16":
+        return to_bf16_bits(w.numpy())
+    codec = CODECS[qtype]
+    if not issubclass(codec, KQuant):
+        return codec.pack(codec.reference_fields(w.numpy().reshape(-1, 32))).reshape(w.shape[0], -1)
+    if imatrix is not None and imatrix.numel() != w.shape[1]:
+        imatrix = None
+    return pack_qtensor(quantize(w, gguf_scheme(qtype), search=True, imatrix=imatrix), qtype)
+
+
+def _reorder(data: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
+    return data if order is None else np.ascontiguousarray(data[..., order.numpy(), :])
+
+
+def encode_tensor(spec: TensorSpec, qtype: str, record: QuantizedTensor | None,
+                  imatrix: torch.Tensor | None) -> GGUFTensor:
+    """Store one tensor: 1-D as F32, a record's codes packed as is, anything else quantized to `qtype`."""
+    t = spec.tensor.detach().float().cpu()
+    if spec.offset:
+        t = t + spec.offset
+    shape = tuple(t.shape)
+    if t.ndim == 1:
+        data = t.numpy() if spec.row_order is None else t[spec.row_order].numpy()
+        return GGUFTensor(spec.gguf_name, "f32", np.ascontiguousarray(data), shape, spec.module)
+    if record is not None:
+        qtype = record_type(record)
+        data = _reorder(pack_qtensor(record, qtype), spec.row_order)
+        return GGUFTensor(spec.gguf_name, qtype, data, shape, spec.module)
+    rows = t.reshape(-1, shape[-1])
+    if spec.row_order is not None:
+        rows = t[spec.row_order]
+    data = quantize_rows(rows, qtype, imatrix).reshape(*shape[:-1], -1)
+    return GGUFTensor(spec.gguf_name, qtype, data, shape, spec.module)
+
+
+def export_tensors(model, mix: str = "q4_k_m", quantized: dict[str, QuantizedTensor] | None = None,
+                   imatrix: dict[str, torch.Tensor] | None = None) -> list[GGUFTensor]:
+    """Every tensor of `model` as it goes into the GGUF file (names, types, bytes), without writing."""
+    mix = check_mix(mix)
+    config = model.config
+    arch = get_arch(config)
+    quantized, imatrix = quantized or {}, imatrix or {}
+    n_layers = int(config.num_hidden_layers)
+    n_gqa = config.num_attention_heads // (getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    out = []
+    for spec in tensor_specs(model, arch):
+        qtype = "f32"
+        if spec.tensor.ndim >= 2:
+            qtype = tensor_type(mix, spec.gguf_name, spec.tensor.shape[-1], n_layers, n_gqa, n_experts(config), tied)
+        record = quantized.get(spec.module) if spec.tensor.ndim == 2 else None
+        out.append(encode_tensor(spec, qtype, record, imatrix.get(spec.module)))
+    return out
+
+
+def dequantized_state_dict(model, tensors: list[GGUFTensor]) -> dict[str, torch.Tensor]:
+    """HF-named float32 weights equal to what the GGUF file holds (undoing q/k re-ordering and norm offsets);
+    load them into a copy of `model` to get "our dequantized model"."""
+    arch = get_arch(model.config)
+    by_name = {t.name: t for t in tensors}
+    state = {}
+    for spec in tensor_specs(model, arch):
+        t = by_name[spec.gguf_name].dequantize()
+        if spec.row_order is not None:
+            t = t[torch.argsort(spec.row_order)] if t.ndim == 1 else t[..., torch.argsort(spec.row_order), :]
+        if spec.offset:
+            t = t - spec.offset
+        if spec.gguf_name.endswith(("gate_exps.weight", "up_exps.weight")) and spec.hf_name in state:
+            t = torch.cat([state[spec.hf_name], t], dim=-2)
+        state[spec.hf_name] = t
+    if getattr(model.config, "tie_word_embeddings", False) and "lm_head.weight" in model.state_dict():
+        state["lm_head.weight"] = state["model.embed_tokens.weight"]
+    return state
+
+
+def write_gguf(model, tokenizer, out_path: str | os.PathLike, mix: str = "q4_k_m",
+               quantized: dict[str, QuantizedTensor] | None = None,
+               imatrix: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write `model` (+ `tokenizer` metadata, skipped when None) as a GGUF file at `out_path`; returns the path.
+
+    `quantized` maps HF module names to SignRound records, packed as is; other weights get optimized RTN with the
+    per-tensor `mix` rules, weighted by `imatrix` (module name -> per-input-channel importance) when given.
+    The file is written to a temporary name and renamed at the end.
+    """
+    mix = check_mix(mix)
+    arch = get_arch(model.config)
+    tensors = export_tensors(model, mix, quantized, imatrix)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".tmp")
+    w = gguf.GGUFWriter(tmp, arch.gguf_name)
+    name = getattr(model.config, "_name_or_path", None) or model.config.model_type
+    w.add_name(f"{name} ({model.config.model_type})" if model.config.model_type not in name else name)
+    w.add_file_type(int(getattr(gguf.LlamaFileType, FILE_TYPES[mix])))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    write_hparams(w, model.config, arch)
+    if tokenizer is not None:
+        write_tokenizer(w, tokenizer, int(model.config.vocab_size), model.config.model_type)
+    for t in tensors:
+        if t.qtype in ("f32", "f16"):
+            w.add_tensor(t.name, t.data)
+        else:
+            w.add_tensor(t.name, t.data, raw_shape=t.shape if t.qtype == "bf16" else None, raw_dtype=_GGML[t.qtype])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    os.replace(tmp, out_path)
+    return out_path
+
+
+__all__ = ["GGUFTensor", "dequantized_state_dict", "export_tensors", "quantize_rows",
+           "record_type", "write_gguf"]

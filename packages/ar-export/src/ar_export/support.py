@@ -1,0 +1,99 @@
+"""Which scheme each format can hold: one table read by every writer's `check()` and by `format_matrix()`.
+
+A scheme is reduced to a *kind* (its storage family) plus its bit width; a format holds a scheme when the table lists
+the kind with that width. Layers kept in 16/32 bits are held by every format.
+"""
+
+from __future__ import annotations
+
+from ar_core.errors import ArError, SchemeError, field_error
+from ar_core.scheme import QuantScheme
+
+# kind -> bit widths, per format.
+SUPPORT: dict[str, dict[str, tuple[int, ...]]] = {
+    "auto_round": {"int_sym": (2, 3, 4, 8), "int_asym": (2, 3, 4, 8), "mx_fp": (4, 8), "mx_int": (4,),
+                   "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,)},
+    "auto_round:mlx": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8)},
+    "auto_gptq": {"int_sym": (2, 3, 4, 8), "int_asym": (2, 3, 4, 8)},
+    "auto_awq": {"int_sym": (4,), "int_asym": (4,)},
+    "llm_compressor": {"int_sym": (2, 4, 8), "int_asym": (2, 4, 8), "int_w8a8": (8,), "mx_fp": (4, 8),
+                       "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,), "fp8_block": (8,)},
+    "mlx": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8)},
+    "fp8": {"fp8_block": (8,)},
+    "fake": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8), "int_w8a8": (8,), "int_act": (4, 8),
+             "mx_fp": (4, 6, 8), "mx_int": (2, 4, 8), "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,),
+             "fp8_block": (8,), "fp8_dynamic": (8,), "gguf": (2, 3, 4, 5, 6, 8)},
+}
+
+
+def scheme_kind(s: QuantScheme) -> str:
+    """Storage family of a quantized scheme: int_sym, int_asym, int_w8a8, int_act, mx_fp, mx_int, nv_fp,
+    fp8_weight, fp8_static, fp8_dynamic, fp8_block or gguf ('float' for 16/32-bit layers)."""
+    if not s.is_quantized:
+        return "float"
+    dt = s.data_type
+    if s.gguf is not None or dt in ("int_asym_float_zp", "int_asym_dq", "int_sym_dq"):
+        return "gguf"
+    if dt == "int":
+        if s.quantizes_activations:
+            return "int_w8a8" if (s.bits, s.act_bits, s.act_data_type) == (8, 8, "int") else "int_act"
+        return "int_sym" if s.sym else "int_asym"
+    if dt in ("mx_fp", "mx_fp_rceil"):
+        return "mx_fp"
+    if dt in ("mx_int", "nv_fp"):
+        return dt
+    if isinstance(s.group_size, tuple):
+        return "fp8_block"
+    if not s.quantizes_activations:
+        return "fp8_weight"
+    return "fp8_dynamic" if s.act_dynamic else "fp8_static"
+
+
+def supports(fmt: str, s: QuantScheme) -> bool:
+    """True when format `fmt` can store layers quantized with `s`."""
+    if not s.is_quantized:
+        return True
+    return s.bits in SUPPORT.get(fmt, {}).get(scheme_kind(s), ())
+
+
+def formats_for(s: QuantScheme) -> list[str]:
+    """Formats of this package that can store `s`."""
+    return [f for f in SUPPORT if supports(f, s)]
+
+
+def check_schemes(fmt: str, schemes: dict[str, QuantScheme]) -> None:
+    """Raise SchemeError naming the first layer whose scheme `fmt` cannot store, and the formats that can."""
+    for name, s in schemes.items():
+        if not supports(fmt, s):
+            other = ", ".join(formats_for(s)) or "none"
+            raise field_error(SchemeError, f"scheme of layer {name!r}",
+                              f"{scheme_kind(s)} {s.bits}-bit ({_short(s)})",
+                              f"format {fmt!r} holds {_describe(fmt)}; formats that hold it: {other}")
+
+
+def _short(s: QuantScheme) -> str:
+    d = s.to_dict()
+    return ", ".join(f"{k}={d[k]}" for k in ("data_type", "group_size", "sym", "act_bits") if k in d)
+
+
+def _describe(fmt: str) -> str:
+    return "; ".join(f"{k} {list(v)}" for k, v in SUPPORT[fmt].items())
+
+
+def format_matrix(presets: list[str] | None = None) -> dict[str, dict[str, bool]]:
+    """{format: {preset: supported}} over every installed format (ar_core FORMATS registry) and preset."""
+    from ar_core.presets import PRESETS
+    from ar_core.registry import FORMATS
+
+    from . import register_all
+
+    register_all()
+    names = presets or list(PRESETS)
+    out = {}
+    for fmt in FORMATS.names():
+        try:
+            writer = FORMATS.get(fmt)
+        except ArError:
+            continue
+        out[fmt] = {p: bool(writer.supports(PRESETS[p])) for p in names}
+    return out

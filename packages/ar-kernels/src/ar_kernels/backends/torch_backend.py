@@ -1,0 +1,17 @@
+"""The torch reference backend: every packing, every device, dequantize then matmul in the input dtype."""
+
+from ar_core.scheme import DATA_TYPE_BITS
+
+from ..qlinear import PACKINGS
+from .base import Backend
+
+BACKEND = Backend(
+    name="torch",
+    devices=("cpu", "cuda", "mps", "xpu"),
+    packings=PACKINGS,
+    data_types=("int", "mx_fp", "mx_fp_rceil", "nv_fp", "fp"),
+    bits=tuple(sorted({b for bs in DATA_TYPE_BITS.values() for b in bs if b < 16})),
+    modules="ar_kernels.qlinear:TORCH_MODULES",
+    priority=0,
+    description="reference: dequantize in float32 (optionally cached), matmul in the input dtype",
+)

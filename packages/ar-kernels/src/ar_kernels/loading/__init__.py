@@ -1,0 +1,1 @@
+"""Reading quantized checkpoints: config plans, safetensors access, the `load` entry point."""

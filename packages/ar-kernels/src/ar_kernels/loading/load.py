@@ -1,0 +1,172 @@
+"""`load`: build a transformers model from a quantized checkpoint with QuantLinear layers from chosen backends."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ar_core.errors import CheckpointError
+
+from ..backends import select_backend
+from . import compressed
+from .checkpoint import CheckpointReader
+from .plan import LayerPlan, plan_layers, quant_method
+
+log = logging.getLogger(__name__)
+
+_STORED_AS = {"gptq": "qweight", "gptq_v2": "qweight", "awq": "qweight", "pack_quantized": "weight_packed",
+              "mxfp4": "weight_packed", "nvfp4": "weight_packed", "mlx": "mlx", "fp8": "float8", "mxfp8": "float8"}
+_QUANT_SUFFIXES = ("qweight", "qzeros", "scales", "biases", "weight_packed", "weight_scale", "weight_zero_point",
+                   "weight_global_scale", "g_idx", "weight_scale_inv")
+
+
+def quantization_config(path: str | Path) -> dict:
+    """The quantization dict of a checkpoint's config.json (quantization_config, else mlx's `quantization`)."""
+    cfg_file = Path(path) / "config.json"
+    if not cfg_file.exists():
+        raise CheckpointError(f"{str(path)!r} has no config.json")
+    cfg = json.loads(cfg_file.read_text())
+    q = cfg.get("quantization_config") or cfg.get("quantization")
+    if not isinstance(q, dict):
+        raise CheckpointError(f"{str(cfg_file)!r} has no quantization_config (or mlx quantization) dict")
+    if "quant_method" not in q and "quantization" in cfg:
+        q = cfg["quantization"]
+    return q
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> cuda when available, else cpu."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _stored_kind(tensors: dict[str, torch.Tensor]) -> str:
+    if "qweight" in tensors:
+        return "qweight"
+    if "weight_packed" in tensors:
+        return "weight_packed"
+    if "scales" in tensors and "biases" in tensors:
+        return "mlx"
+    w = tensors.get("weight")
+    if w is None:
+        return "nothing"
+    return "float8" if w.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else "float"
+
+
+def _check_consistent(name: str, plan: LayerPlan | None, tensors: dict, method: str) -> None:
+    kind = _stored_kind(tensors)
+    if plan is None:
+        if kind not in ("float", "nothing"):
+            raise CheckpointError(f"layer {name!r}: the {method} quantization_config leaves it unquantized but the "
+                                  f"checkpoint stores quantized tensors {sorted(tensors)}")
+        return
+    want = _STORED_AS[plan.packing]
+    if kind != want:
+        s = plan.scheme
+        raise CheckpointError(f"layer {name!r}: the {method} quantization_config says {s.data_type} {s.bits}-bit "
+                              f"group_size={s.group_size} (packing {plan.packing!r}, expects {want} tensors) but the "
+                              f"checkpoint stores {kind} tensors {sorted(tensors)}")
+
+
+def find_blocks(model: nn.Module) -> list[str]:
+    """Names of the outermost nn.ModuleLists whose entries hold Linear layers (the repeated decoder blocks)."""
+    blocks: list[str] = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.ModuleList) or any(name.startswith(b + ".") for b in blocks):
+            continue
+        if any(isinstance(m, nn.Linear) for m in mod.modules()):
+            blocks.append(name)
+    return blocks
+
+
+def _skeleton(config, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out_features: int,
+                device: torch.device, backend: str | None, dtype: torch.dtype):
+    """Select a backend for one layer and build its QuantLinear; returns (module, backend name, reason)."""
+    qt, packing = None, plan.packing
+    if packing == "pack_quantized":
+        qt, packing = compressed.to_quantized(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
+    chosen, reason = select_backend(plan.scheme, packing, device, in_features, out_features, backend,
+                                    layer=name, dtype=dtype)
+    cls = chosen.module_class(packing)
+    if qt is not None:
+        module = cls.from_quantized(qt, tensors.get("bias"), packing)
+    else:
+        module = cls.from_tensors(tensors, in_features, out_features, plan.scheme, packing, layer=name)
+    return module, chosen.name, reason
+
+
+def load(path: str | Path, device: str | torch.device = "cpu", backend: str | None = None,
+         dtype: torch.dtype | str | None = None, cache_weight: bool = False, trust_remote_code: bool = False):
+    """Load a quantized checkpoint directory into a transformers CausalLM whose Linear layers are QuantLinears.
+
+    device: "cpu", "cuda", ... or "auto"; backend: a backend name to force (default: best per layer); dtype:
+    compute dtype of the model (default: the config's dtype, float32 when absent). `model.ar_backends` maps each
+    quantized layer to (backend, reason). Raises CheckpointError when config and tensors disagree.
+    """
+    from transformers import AutoConfig
+
+    path = Path(path)
+    q = quantization_config(path)
+    method = quant_method(q)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    device = resolve_device(device)
+    dtype = dtype or getattr(config, "dtype", None) or torch.float32
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    model = _skeleton(config, dtype, trust_remote_code)
+    reader = CheckpointReader(path)
+    linears = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    has_scales = {k.rpartition(".")[0] for k in reader.keys() if k.endswith(".scales")}
+    plans = plan_layers(q, linears, find_blocks(model), has_scales)
+    consumed: set[str] = set()
+    model.ar_backends = {}
+    for name, plan in plans.items():
+        tensors = reader.local(name)
+        _check_consistent(name, plan, tensors, method)
+        if plan is None:
+            continue
+        module, chosen, reason = build_layer(name, plan, tensors, *linears[name], device, backend, dtype)
+        module.cache_weight = cache_weight
+        model.set_submodule(name, module)
+        model.ar_backends[name] = (chosen, reason)
+        consumed.update(f"{name}.{k}" for k in tensors)
+    _load_rest(model, reader, consumed, plans)
+    log.info("loaded %s: %d quantized layers", path, len(model.ar_backends))
+    return model.to(device).eval()
+
+
+def _load_rest(model: nn.Module, reader: CheckpointReader, consumed: set[str], plans: dict) -> None:
+    rest = {}
+    for key in reader.keys():
+        if key in consumed:
+            continue
+        if key.rpartition(".")[2] in _QUANT_SUFFIXES:
+            raise CheckpointError(f"tensor {key!r} looks quantized but belongs to no quantized Linear of the model "
+                                  "(quantized embeddings and other non-Linear layers are not supported)")
+        rest[key] = reader.get(key)
+    missing, _ = model.load_state_dict(rest, strict=False)
+    head_quantized = any(plans.get(n) is not None for n in ("lm_head",))
+    if getattr(model.config, "tie_word_embeddings", False) and not head_quantized:
+        model.tie_weights()
+    loaded = {p.data_ptr() for k, p in model.state_dict().items() if k in rest}
+    state = model.state_dict()
+    really_missing = [k for k in missing if k in state and state[k].data_ptr() not in loaded]
+    if really_missing:
+        raise CheckpointError(f"checkpoint lacks tensors the model needs: {really_missing[:8]}"
+                              + (" ..." if len(really_missing) > 8 else ""))

@@ -1,0 +1,179 @@
+"""Floating-point element layouts (compressed-tensors names): MXFP4, MXFP8, NVFP4 and FP8 weight + scale.
+
+    mxfp4  weight_packed uint8 [N, K/2] E2M1 nibbles, weight_scale uint8 E8M0 [N, K/32]
+    mxfp8  weight float8_e4m3fn [N, K], weight_scale uint8 E8M0 [N, K/32]
+    nvfp4  weight_packed uint8 [N, K/2], weight_scale float8_e4m3fn [N, K/16], weight_global_scale fp32 [1];
+           w = e2m1 * weight_scale / weight_global_scale
+    fp8    weight float8_e4m3fn [N, K], weight_scale fp32 per tensor, per channel [N, 1], per group [N, G] or per
+           2-D block [ceil(N/m), ceil(K/n)]
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ar_core.errors import ArError, CheckpointError, field_error
+from ar_core.pack import fp4, fp8
+
+from .base import QuantLinear, describe, expect, per_row_groups
+
+_SCALE_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _require(scheme, data_types: tuple[str, ...], bits: int, packing: str) -> None:
+    if scheme.data_type not in data_types or scheme.bits != bits:
+        raise field_error(ArError, "scheme", f"{scheme.data_type} {scheme.bits}-bit",
+                          f"packing {packing!r} holds {'/'.join(data_types)} {bits}-bit")
+
+
+def expand_groups(scale: torch.Tensor, group: int, in_features: int) -> torch.Tensor:
+    """[N, G] per-group values -> [N, in_features] (repeat each group `group` times, crop the padding)."""
+    return scale.repeat_interleave(group, dim=1)[:, :in_features]
+
+
+def expand_fp8_scale(scale: torch.Tensor, scheme, out_features: int, in_features: int) -> torch.Tensor:
+    """Broadcastable float32 scale for an FP8 weight from its stored per-tensor/channel/group/block scale."""
+    scale = scale.float()
+    if scale.numel() == 1:
+        return scale.reshape(1, 1)
+    if isinstance(scheme.group_size, tuple):
+        m, n = scheme.group_size
+        return scale.repeat_interleave(m, 0).repeat_interleave(n, 1)[:out_features, :in_features]
+    if scale.shape == (out_features, 1):
+        return scale
+    return expand_groups(scale, scheme.effective_group_size(in_features), in_features)
+
+
+class MXFP4Linear(QuantLinear):
+    """MXFP4: E2M1 nibbles with an E8M0 exponent per 32 inputs."""
+
+    packings = ("mxfp4",)
+    group = 32
+
+    def __init__(self, in_features, out_features, scheme, packing, weight_packed, weight_scale, bias=None):
+        super().__init__(in_features, out_features, scheme, packing, bias)
+        self.register_buffer("weight_packed", weight_packed)
+        self.register_buffer("weight_scale", weight_scale)
+
+    def dequantize_weight(self) -> torch.Tensor:
+        values = fp4.decode_e2m1(fp4.unpack_nibbles(self.weight_packed, self.in_features))
+        return values * expand_groups(fp4.e8m0_decode(self.weight_scale), self.group, self.in_features)
+
+    @classmethod
+    def from_quantized(cls, qt, bias=None, packing="mxfp4"):
+        """Pack mx_fp 4-bit codes and power-of-two scales."""
+        _require(qt.scheme, ("mx_fp", "mx_fp_rceil"), 4, "mxfp4")
+        out, k = qt.shape
+        return cls(k, out, qt.scheme, "mxfp4", fp4.pack_nibbles(qt.codes), fp4.e8m0_encode(qt.scale), bias)
+
+    @classmethod
+    def from_tensors(cls, tensors, in_features, out_features, scheme, packing="mxfp4", layer="?"):
+        _require(scheme, ("mx_fp", "mx_fp_rceil"), 4, "mxfp4")
+        what = describe(scheme)
+        wp = expect(layer, tensors, "weight_packed", (out_features, -(-in_features // 2)), (torch.uint8,), what)
+        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 32)), (torch.uint8,), what)
+        return cls(in_features, out_features, scheme, "mxfp4", wp, ws, tensors.get("bias"))
+
+
+class MXFP8Linear(QuantLinear):
+    """MXFP8: float8_e4m3fn elements with an E8M0 exponent per 32 inputs."""
+
+    packings = ("mxfp8",)
+    group = 32
+
+    def __init__(self, in_features, out_features, scheme, packing, weight, weight_scale, bias=None):
+        super().__init__(in_features, out_features, scheme, packing, bias)
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", weight_scale)
+
+    def dequantize_weight(self) -> torch.Tensor:
+        scale = expand_groups(fp4.e8m0_decode(self.weight_scale), self.group, self.in_features)
+        return self.weight.float() * scale
+
+    @classmethod
+    def from_quantized(cls, qt, bias=None, packing="mxfp8"):
+        """Store mx_fp 8-bit codes (E4M3 bit patterns or float8) and E8M0 scales."""
+        _require(qt.scheme, ("mx_fp", "mx_fp_rceil"), 8, "mxfp8")
+        out, k = qt.shape
+        return cls(k, out, qt.scheme, "mxfp8", fp8.to_float8(qt.codes).clone(), fp4.e8m0_encode(qt.scale), bias)
+
+    @classmethod
+    def from_tensors(cls, tensors, in_features, out_features, scheme, packing="mxfp8", layer="?"):
+        _require(scheme, ("mx_fp", "mx_fp_rceil"), 8, "mxfp8")
+        what = describe(scheme)
+        w = expect(layer, tensors, "weight", (out_features, in_features), (torch.float8_e4m3fn,), what)
+        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 32)), (torch.uint8,), what)
+        return cls(in_features, out_features, scheme, "mxfp8", w, ws, tensors.get("bias"))
+
+
+class NVFP4Linear(QuantLinear):
+    """NVFP4: E2M1 nibbles, an E4M3 scale per 16 inputs and a per-tensor global scale (divided out)."""
+
+    packings = ("nvfp4",)
+    group = 16
+
+    def __init__(self, in_features, out_features, scheme, packing, weight_packed, weight_scale, weight_global_scale,
+                 bias=None):
+        super().__init__(in_features, out_features, scheme, packing, bias)
+        self.register_buffer("weight_packed", weight_packed)
+        self.register_buffer("weight_scale", weight_scale)
+        self.register_buffer("weight_global_scale", weight_global_scale)
+
+    def dequantize_weight(self) -> torch.Tensor:
+        values = fp4.decode_e2m1(fp4.unpack_nibbles(self.weight_packed, self.in_features))
+        scale = expand_groups(fp8.decode_e4m3_scale(self.weight_scale), self.group, self.in_features)
+        return values * scale / self.weight_global_scale.float().reshape(())
+
+    @classmethod
+    def from_quantized(cls, qt, bias=None, packing="nvfp4"):
+        """Pack nv_fp codes, E4M3 block scales and extras['global_scale']."""
+        _require(qt.scheme, ("nv_fp",), 4, "nvfp4")
+        out, k = qt.shape
+        gs = torch.as_tensor(qt.extras["global_scale"], dtype=torch.float32).reshape(1)
+        return cls(k, out, qt.scheme, "nvfp4", fp4.pack_nibbles(qt.codes), fp8.encode_e4m3_scale(qt.scale), gs, bias)
+
+    @classmethod
+    def from_tensors(cls, tensors, in_features, out_features, scheme, packing="nvfp4", layer="?"):
+        _require(scheme, ("nv_fp",), 4, "nvfp4")
+        what = describe(scheme)
+        wp = expect(layer, tensors, "weight_packed", (out_features, -(-in_features // 2)), (torch.uint8,), what)
+        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 16)),
+                    (torch.float8_e4m3fn,), what)
+        gs = expect(layer, tensors, "weight_global_scale", None, None, what).float().reshape(1)
+        return cls(in_features, out_features, scheme, "nvfp4", wp, ws, gs, tensors.get("bias"))
+
+
+class FP8Linear(QuantLinear):
+    """FP8 weight-only: float8_e4m3fn weight times a per-tensor/channel/group/block scale."""
+
+    packings = ("fp8",)
+
+    def __init__(self, in_features, out_features, scheme, packing, weight, weight_scale, bias=None):
+        super().__init__(in_features, out_features, scheme, packing, bias)
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", weight_scale)
+
+    def dequantize_weight(self) -> torch.Tensor:
+        scale = expand_fp8_scale(self.weight_scale, self.scheme, self.out_features, self.in_features)
+        return self.weight.float() * scale
+
+    @classmethod
+    def from_quantized(cls, qt, bias=None, packing="fp8"):
+        """Store float8 codes and their float32 scale as given."""
+        _require(qt.scheme, ("fp",), 8, "fp8")
+        out, k = qt.shape
+        return cls(k, out, qt.scheme, "fp8", fp8.to_float8(qt.codes).clone(), qt.scale.float().clone(), bias)
+
+    @classmethod
+    def from_tensors(cls, tensors, in_features, out_features, scheme, packing="fp8", layer="?"):
+        _require(scheme, ("fp",), 8, "fp8")
+        what = describe(scheme)
+        w = expect(layer, tensors, "weight", (out_features, in_features), (torch.float8_e4m3fn,), what)
+        name = "weight_scale" if "weight_scale" in tensors else "weight_scale_inv"
+        ws = expect(layer, tensors, name, None, _SCALE_FLOATS, what)
+        try:
+            expand_fp8_scale(ws, scheme, out_features, in_features).expand(out_features, in_features)
+        except RuntimeError as exc:
+            raise CheckpointError(f"layer {layer!r}: {name} of shape {list(ws.shape)} does not fit a "
+                                  f"[{out_features}, {in_features}] weight{what}") from exc
+        return cls(in_features, out_features, scheme, "fp8", w, ws, tensors.get("bias"))
