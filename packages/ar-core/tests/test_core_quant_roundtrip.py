@@ -26,11 +26,11 @@ SCHEMES = [
 IDS = [f"{s.data_type}-{s.bits}-{s.group_size}-{'sym' if s.sym else 'asym'}" for s in SCHEMES]
 
 
-def _weight(seed, out, cols):
+def _weight(seed, out, cols, magnitude=1.0):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(out, cols, generator=g) * 0.05
     w[0, 0] = 0.3  # an outlier
-    return w
+    return w * magnitude
 
 
 def _group_params(scheme, w):
@@ -44,9 +44,9 @@ def _group_params(scheme, w):
 @pytest.mark.parametrize("scheme", SCHEMES, ids=IDS)
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 1000), out=st.integers(1, 19), cols=st.integers(1, 83), search=st.booleans(),
-       tuned=st.booleans())
-def test_fake_equals_dequantize(scheme, seed, out, cols, search, tuned):
-    w = _weight(seed, out, cols)
+       tuned=st.booleans(), magnitude=st.sampled_from([1.0, 1e-7, 1e6]))
+def test_fake_equals_dequantize(scheme, seed, out, cols, search, tuned, magnitude):
+    w = _weight(seed, out, cols, magnitude)
     kw = {"search": search}
     if tuned:
         v, mm = _group_params(scheme, w)
@@ -152,3 +152,16 @@ def test_all_zero_weight(scheme):
     w = torch.zeros(3, 40)
     assert torch.equal(fake_quantize(w, scheme), w)
     assert torch.equal(quantize(w, scheme).dequantize(), w)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("scheme", SCHEMES, ids=IDS)
+def test_fake_equals_dequantize_on_cuda(scheme):
+    w = _weight(0, 33, 100).cuda()
+    imatrix = torch.rand(100, device="cuda") + 0.01
+    for search in (False, True):
+        fake = fake_quantize(w, scheme, search=search, imatrix=imatrix)
+        qt = quantize(w, scheme, search=search, imatrix=imatrix)
+        assert torch.equal(fake, qt.dequantize())
+        assert torch.equal(fake.cpu(), fake_quantize(w.cpu(), scheme, search=search, imatrix=imatrix.cpu()))

@@ -108,3 +108,18 @@ def test_search_with_asym_int_and_fp8_is_plain_rtn():
     for scheme in (S(bits=4, group_size=32, sym=False), S(bits=8, group_size=-1, data_type="fp"),
                    S(bits=8, group_size=32)):
         assert torch.equal(quantize(w, scheme, search=True).codes, quantize(w, scheme).codes)
+
+
+def test_nvfp_search_equals_the_full_multiplier_sweep():
+    from ar_core.quant.nvfp import nvfp_global_scale, quantize_fp4
+    from ar_core.quant.search import NVFP_MULTIPLIERS, nvfp_block_scale, weighted_error
+
+    w = torch.randn(32, 64, generator=torch.Generator().manual_seed(4)) * torch.logspace(-4, 0, 64)
+    wg = to_groups(w, 16)
+    gs, amax = nvfp_global_scale(wg), wg.abs().amax(-1, keepdim=True)
+    sweep = torch.stack([weighted_error(quantize_fp4(wg, nvfp_block_scale(amax * m, gs), gs)[1], wg, None)
+                         for m in NVFP_MULTIPLIERS]).min(0).values
+    found = weighted_error(to_groups(fake_quantize(w, S(bits=4, group_size=16, data_type="nv_fp"), search=True), 16),
+                           wg, None)
+    assert torch.equal(found, torch.minimum(sweep, weighted_error(to_groups(
+        fake_quantize(w, S(bits=4, group_size=16, data_type="nv_fp")), 16), wg, None)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ar_core.errors import ArError
 from ar_eval import EvalProtocol, compare_table, evaluate, load_report, plot_quality, save_report
 
 from .flags import UsageError, comma_list, model_path
@@ -15,7 +16,8 @@ METRICS = ("ppl", "kl_mean", "kl_p99", "top1_agreement")
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `ar eval` and its flags (most used first)."""
     p = sub.add_parser("eval", help="perplexity, KL and top-1 against the 16-bit model; lm-eval tasks",
-                       allow_abbrev=False,
+                       allow_abbrev=False, usage="%(prog)s MODEL... [--reference MODEL16] [--text wiki] "
+                                                 "[--windows 32] [--seqlen 512] [more flags below]",
                        description="Evaluate one or more checkpoints on a held-out text. With --reference (the "
                                    "16-bit model) also KL divergence and top-1 agreement on the same tokens.")
     p.add_argument("models", nargs="*", metavar="MODEL", help="checkpoint directories, .gguf files or embedded names")
@@ -45,8 +47,11 @@ def protocol_of(args: argparse.Namespace) -> EvalProtocol:
     """The window protocol named by the flags (--seqlen, --stride, --add_bos, --windows)."""
     if args.windows < 0:
         raise UsageError(f"--windows {args.windows}: give 0 (all) or a positive count")
-    return EvalProtocol(seqlen=args.seqlen, stride=args.stride, add_bos=args.add_bos,
-                        max_windows=args.windows or None)
+    try:
+        return EvalProtocol(seqlen=args.seqlen, stride=args.stride, add_bos=args.add_bos,
+                            max_windows=args.windows or None)
+    except ArError as exc:
+        raise UsageError(f"--seqlen/--stride: {exc}") from None
 
 
 def describe(r: dict) -> str:

@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None, prog: str = "ar") -> int:
     """Parse `argv` (default sys.argv[1:]), run the command and return its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser(prog)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return COMMANDS[args.command].run(args) or 0
     except UsageError as exc:
@@ -44,8 +46,3 @@ def main(argv: list[str] | None = None, prog: str = "ar") -> int:
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-def entry() -> None:
-    """Console-script entry point of `ar`."""
-    sys.exit(main())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 from pathlib import Path
 
@@ -17,10 +18,13 @@ RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
 # CLI flag -> AutoRound keyword, for the knobs passed straight through when set.
 PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsamples": "nsamples", "seqlen": "seqlen",
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
-                "dataset": "dataset", "device_map": "device_map", "low_gpu_mem_usage": "low_gpu_mem_usage",
+                "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
                 "seed": "seed", "adam": "enable_adam", "avg_bits": "avg_bits", "options": "options",
-                "model_free": "model_free", "algorithm": "algorithm"}
+                "model_free": "model_free"}
+# --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
+ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
+                    "auto-round": (None, None)}
 LM_HEAD_FORMATS = ("auto_round", "fake", "mlx", "gguf")
 TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps")
 
@@ -28,6 +32,8 @@ TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps")
 def add_parser(sub) -> argparse.ArgumentParser:
     """Register `ar quantize` and its flags (most used first)."""
     p = sub.add_parser("quantize", help="quantize a model and export it", allow_abbrev=False,
+                       usage="%(prog)s MODEL [--scheme W4A16] [--format auto_round] [--recipe default] "
+                             "[--iters N] [--nsamples N] [--seqlen N] [--output_dir DIR] [more flags below]",
                        description="Quantize MODEL (a local directory, a hub id, or an embedded model such as "
                                    "smollm2-135m) and save it in one or more formats.")
     p.add_argument("model", help="model directory, hub id or embedded name (smollm2-135m, qwen2.5-coder-0.5b)")
@@ -39,6 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     main.add_argument("--format", default="auto_round",
                       help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (see `ar list formats`)")
     main.add_argument("--output_dir", default="./tmp_autoround", help="parent folder of the saved model")
+    main.add_argument("--mllm", action="store_true", help="a vision-language model: use ar-mllm's AutoRoundMLLM")
     main.add_argument("--iters", type=int, help="tuning steps per block (0 = RTN / optimized RTN)")
     main.add_argument("--nsamples", type=int, help="calibration samples")
     main.add_argument("--seqlen", type=int, help="tokens per calibration sample")
@@ -59,7 +66,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--batch_size", "--bs", type=int)
     tun.add_argument("--gradient_accumulate_steps", type=int)
     tun.add_argument("--dataset", help="calibration data: pile-10k, wiki, austen, pydoc or a local file")
-    tun.add_argument("--algorithm", help="comma list, e.g. signround, rtn, awq,signround")
+    tun.add_argument("--algorithm", help="signround (tuning), opt-rtn or rtn; sets --iters accordingly")
     tun.add_argument("--adam", "--enable_adam", action="store_true", default=None, help="Adam instead of sign-SGD")
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
     tun.add_argument("--seed", type=int)
@@ -111,12 +118,37 @@ def build_scheme(args: argparse.Namespace, formats: list[str]) -> QuantScheme:
         s = parse_scheme(scheme or "W4A16", bits=args.bits, group_size=args.group_size,
                          sym=False if args.asym else None, data_type=args.data_type, act_bits=args.act_bits)
     except ArError as exc:
-        raise UsageError(f"--scheme/--bits/--group_size/--asym/--data_type/--act_bits: {exc}") from None
+        raise UsageError(f"invalid scheme flags: {exc}") from None
     for fmt in gguf:
         if s.gguf is None or s.gguf != fmt.split(":", 1)[1].lower():
             raise UsageError(f"--format {fmt} contradicts --scheme {scheme} (scheme {s.gguf or s.data_type}); "
                              f"drop --scheme or use --scheme GGUF:{fmt.split(':', 1)[1].upper()}")
     return s
+
+
+def route_algorithm(args: argparse.Namespace) -> None:
+    """Turn --algorithm into the --iters / --disable_opt_rtn it means; contradictions and unknown names are errors."""
+    names = [n.replace("_", "-").lower() for n in comma_list(args.algorithm or "")]
+    if not names:
+        return
+    known = sorted(set(ALGORITHMS.known_names()) | set(ALGORITHM_ROUTES))
+    for name in names:
+        if name not in known:
+            raise UsageError(f"--algorithm {name!r} is unknown; one of {', '.join(known)}")
+    if len(names) > 1 or names[0] not in ALGORITHM_ROUTES:
+        raise UsageError(f"--algorithm {args.algorithm} is not available yet in ar quantize; available: "
+                         f"{', '.join(ALGORITHM_ROUTES)}")
+    iters, no_opt = ALGORITHM_ROUTES[names[0]]
+    if iters is None:
+        if args.iters == 0 or args.recipe in ("rtn", "opt-rtn"):
+            raise UsageError(f"--algorithm {names[0]} tunes and contradicts "
+                             f"{'--iters 0' if args.iters == 0 else '--recipe ' + args.recipe}")
+        return
+    if args.iters:
+        raise UsageError(f"--algorithm {names[0]} does not tune and contradicts --iters {args.iters}")
+    if args.disable_opt_rtn is not None and args.disable_opt_rtn != no_opt:
+        raise UsageError(f"--algorithm {names[0]} contradicts --disable_opt_rtn")
+    args.iters, args.disable_opt_rtn = iters, no_opt
 
 
 def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:
@@ -135,17 +167,17 @@ def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]
                              f"use one of {', '.join(LM_HEAD_FORMATS)}")
     if args.options is not None and args.avg_bits is None:
         raise UsageError("--options lists AutoScheme candidates and needs --avg_bits")
-    if args.algorithm is not None:
-        for name in comma_list(args.algorithm):
-            if name.replace("_", "-") not in ALGORITHMS.known_names() + ["auto-round"]:
-                raise UsageError(f"--algorithm {name!r} is unknown; one of {', '.join(ALGORITHMS.known_names())}")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
 
 
-def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api) -> dict:
-    """Keyword arguments for `api` (AutoRound) from the flags that are set; a flag the API lacks is an error."""
-    kw = {"scheme": scheme}
+def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: set[str]) -> dict:
+    """Keyword arguments for `api` (AutoRound) from the flags that are set.
+
+    `knobs` are the tuning keywords `api` takes through **kwargs; a flag that is neither a named parameter nor a
+    knob is "not available yet" (an error, never silently dropped).
+    """
+    kw: dict = {"scheme": scheme}
     if args.layer_config:
         kw["layer_config"] = relaxed_json(args.layer_config, "--layer_config")
     if args.ignore_layers:
@@ -156,14 +188,22 @@ def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api) -> dict
         value = getattr(args, flag)
         if value is not None:
             kw[key] = value
-    params = inspect.signature(api).parameters
-    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        flag_of = {v: k for k, v in PASS_THROUGH.items()}
-        for key in kw:
-            if key not in params:
-                raise UsageError(f"--{flag_of.get(key, key)} is not available yet (ar-algos' AutoRound has no "
-                                 f"{key!r} option)")
+    if args.device_map is not None:
+        kw["device"] = _device(args.device_map)
+    accepted = set(inspect.signature(api).parameters) | knobs
+    flag_of = {v: k for k, v in PASS_THROUGH.items()}
+    for key in kw:
+        if key not in accepted:
+            raise UsageError(f"--{flag_of.get(key, key)} is not available yet (the quantization API has no "
+                             f"{key!r} option)")
     return kw
+
+
+def _device(device_map: str) -> str | int:
+    """--device_map '0' -> GPU 0, 'cpu' / 'cuda' / 'auto' as is; several devices are not available yet."""
+    if "," in device_map:
+        raise UsageError(f"--device_map {device_map}: several devices are not available yet; give one")
+    return int(device_map) if device_map.isdigit() else device_map
 
 
 def output_name(model: str, s: QuantScheme) -> str:
@@ -177,22 +217,31 @@ def output_name(model: str, s: QuantScheme) -> str:
     return f"{base}-{prefix}w{s.bits}{tail}"
 
 
+def _api(mllm: bool):
+    """AutoRound (ar-algos) or AutoRoundMLLM (ar-mllm); "not available yet" when the package lacks it."""
+    import importlib
+
+    module, name = ("ar_mllm", "AutoRoundMLLM") if mllm else ("ar_algos", "AutoRound")
+    api = getattr(importlib.import_module(module), name, None)
+    if api is None:
+        raise UsageError(f"{'--mllm' if mllm else 'ar quantize'} is not available yet: {module} has no {name} API")
+    return api
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate every flag, then quantize, save, and optionally evaluate."""
     user_set = {k for k, v in vars(args).items() if v is not None}
+    route_algorithm(args)
     _apply_recipe(args)
     formats = _formats(args)
     scheme = build_scheme(args, formats)
     check_flags(args, formats, user_set)
-    import ar_algos
+    api = _api(args.mllm)
+    from ar_algos.config import TuneConfig
 
-    api = getattr(ar_algos, "AutoRound", None)
-    if api is None:
-        raise UsageError("ar quantize is not available yet: this ar-algos has no AutoRound API")
-    kwargs = autoround_kwargs(args, scheme, api)
+    kwargs = autoround_kwargs(args, scheme, api, {f.name for f in dataclasses.fields(TuneConfig)})
     out_dir = Path(args.output_dir) / output_name(args.model, scheme)
-    saved = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
-    paths = [Path(p) for p in (saved if isinstance(saved, (list, tuple)) else [saved or out_dir])]
+    _, paths = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
     for path in paths:
         print(f"saved {path}")
     if args.eval or args.tasks:

@@ -5,7 +5,8 @@
     mx_fp / mx_int      bits + one E8M0 byte per 32 weights
     nv_fp               4 + one E4M3 byte per 16 weights + one float32 global scale per tensor
     fp (FP8)            8 + one scale per tensor / channel / group / 2-D block
-    GGUF (scheme.gguf set, or a *_dq type)  the real llama.cpp block size: type_size * 8 / block_size (q4_k: 144 bytes per 256 = 4.5)
+    GGUF                the real llama.cpp block size, type_size * 8 / block_size (q4_k: 144 bytes per 256 = 4.5);
+                        used when scheme.gguf is set or the data type is a k-quant (*_dq)
     16/32-bit layers    16 or 32, no parameters
 """
 

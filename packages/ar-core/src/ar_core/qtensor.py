@@ -22,7 +22,7 @@ class QuantizedTensor:
                            integers live in `extras` (see ar_core.quant.gguf).
       mx_fp / mx_int:      codes uint8 [out, in] element codes; scale float32 [out, G] powers of two (E8M0).
       nv_fp:               codes uint8 FP4 codes; scale float32 [out, G] values on the E4M3 grid; extras
-                           'global_scale' float32 scalar; w = decode(codes) * scale / global_scale.
+                           'global_scale' float32 scalar; w = decode(codes) * (scale / global_scale).
       fp (FP8):            codes float8_e4m3fn [out, in]; scale float32 per tensor [1,1], per channel [out,1],
                            per group [out, G] or per block [ceil(out/m), ceil(in/n)].
     """

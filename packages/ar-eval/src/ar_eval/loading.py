@@ -23,7 +23,8 @@ def is_quantized_checkpoint(path: str | Path) -> bool:
 
 
 def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch.float32):
-    """A causal LM in eval mode: quantized checkpoints through `ar_kernels.load`, the rest through transformers."""
+    """A causal LM in eval mode, computing in `dtype`: our quantized checkpoints through `ar_kernels.load` (QuantLinear
+    layers), GGUF files and 16-bit checkpoints through transformers."""
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"model {str(p)!r} does not exist")
@@ -32,20 +33,12 @@ def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch
     if p.suffix == ".gguf":
         model = AutoModelForCausalLM.from_pretrained(p.parent, gguf_file=p.name, dtype=dtype)
     elif is_quantized_checkpoint(p):
-        model = _load_quantized(p, device)
+        from ar_kernels import load
+
+        model = load(p, device=device, dtype=dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
     return model.to(device).eval()
-
-
-def _load_quantized(path: Path, device: str):
-    try:
-        from ar_kernels import load
-    except ImportError:  # ar-kernels without a loader yet: transformers and the consumer libraries load it
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(path)
-    return load(path, device=device)
 
 
 def load_tokenizer(path: str | Path):

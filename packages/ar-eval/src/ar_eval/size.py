@@ -57,16 +57,20 @@ def tensor_bytes(path: Path) -> int:
     return sum(end - start for start, end in (t["data_offsets"] for t in safetensors_header(path).values()))
 
 
-def count_parameters(config_dir: str | Path) -> int:
-    """Parameters of the unquantized model described by `config_dir`/config.json (built on the meta device)."""
+def meta_model(config_dir: str | Path):
+    """The unquantized CausalLM described by `config_dir`/config.json, built on the meta device (no memory)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = AutoConfig.from_pretrained(config_dir)
     if hasattr(cfg, "quantization_config"):
         del cfg.quantization_config
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(cfg)
-    return sum(p.numel() for p in model.parameters())
+        return AutoModelForCausalLM.from_config(cfg)
+
+
+def count_parameters(config_dir: str | Path) -> int:
+    """Parameters of the unquantized model described by `config_dir`/config.json (tied weights counted once)."""
+    return sum(p.numel() for p in meta_model(config_dir).parameters())
 
 
 def size_report(path: str | Path, n_params: int | None = None) -> SizeReport:

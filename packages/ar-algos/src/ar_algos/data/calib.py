@@ -42,7 +42,7 @@ def allocate(available: list[int], nums: list[int | None], nsamples: int) -> lis
     rest = max(nsamples - sum(n for n in nums if n is not None), 0)
     free = sorted((i for i, n in enumerate(nums) if n is None), key=lambda i: available[i])
     for k, i in enumerate(free):
-        share = -(-rest // (len(free) - k))  # ceil: the remainder goes to the larger datasets' turn
+        share = rest // (len(free) - k)  # floor: a remainder goes to the larger datasets
         take[i] = min(share, available[i])
         rest -= take[i]
     return take
@@ -80,13 +80,14 @@ def _trailing_pad_mask(ids: torch.Tensor, pad_id: int | None) -> torch.Tensor:
 
 
 def _as_row(value: Any, field: str) -> torch.Tensor:
+    """A 1-D long tensor from a [L] or [1, L] value; token ids must be integers, a mask may be bool or float."""
     try:
         row = torch.as_tensor(value)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise DataError(f"calibration {field} cannot be made a tensor: {exc}") from exc
     if row.dim() == 2 and row.shape[0] == 1:
         row = row[0]
-    if row.dim() != 1 or row.is_floating_point() or row.is_complex():
+    if row.dim() != 1 or row.is_complex() or (field != "attention_mask" and row.is_floating_point()):
         raise DataError(f"calibration {field} must be integer token ids of shape [L] or [1, L], "
                         f"got {row.dtype} {tuple(row.shape)}")
     return row.long()

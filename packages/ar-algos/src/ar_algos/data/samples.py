@@ -37,10 +37,12 @@ def _looks_padded(ids: list[int], seqlen: int) -> bool:
 
 
 def _batches(tokenizer, docs: list[Any], spec: DatasetSpec, special: bool, **kwargs):
-    """Token ids of each rendered document, tokenized in batches."""
-    for start in range(0, len(docs), _BATCH):
-        texts = [render(tokenizer, d, spec) for d in docs[start:start + _BATCH]]
+    """Token ids of each rendered document, tokenized in batches that double up to _BATCH (callers stop early)."""
+    start, size = 0, 1
+    while start < len(docs):
+        texts = [render(tokenizer, d, spec) for d in docs[start:start + size]]
         yield from tokenizer(texts, add_special_tokens=special, verbose=False, **kwargs)["input_ids"]
+        start, size = start + size, min(2 * size, _BATCH)
 
 
 def whole_samples(tokenizer, docs: list[Any], spec: DatasetSpec, seqlen: int, limit: int) -> list[list[int]]:

@@ -7,6 +7,9 @@
 `v` is the learnable rounding offset shaped like the grouped weight [rows, G, group_size]; `min_scale` and
 `max_scale` (alpha/beta) are per-group range multipliers shaped [rows, G], clamped to [0, 1]. `search=True` runs
 the data type's optimized-RTN parameter search, weighted by `imatrix` (per input channel) when given.
+Per-tensor schemes group as [1, 1, out*in] and FP8 2-D blocks as [ceil(out/m), ceil(in/n), m*n]; use
+`get_data_type(dt).group(w, scheme)` to get the grouped shape. nv_fp also takes `global_scale=` (e.g. the minimum
+over fused q/k/v siblings).
 """
 
 from __future__ import annotations

@@ -92,11 +92,12 @@ def data_type_names() -> list[str]:
 
 
 def cast_scale(scale: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
-    """Round a scale through `scheme.scale_dtype` (keeping gradients) and return it as float32."""
+    """Round a scale through `scheme.scale_dtype` (keeping gradients, saturating at its largest finite value)."""
     target = SCALE_TORCH_DTYPES[scheme.scale_dtype]
     if target == torch.float32:
         return scale
-    return scale + (scale.to(target).float() - scale).detach()
+    top = torch.finfo(target).max
+    return scale + (scale.detach().clamp(-top, top).to(target).float() - scale).detach()
 
 
 def expand_minmax(x: torch.Tensor | None, wg: torch.Tensor) -> torch.Tensor | None:

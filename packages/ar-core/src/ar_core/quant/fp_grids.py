@@ -95,11 +95,19 @@ def round_to_grid(x: torch.Tensor, fmt: ElementFormat) -> torch.Tensor:
 
 
 def encode_elements(q: torch.Tensor, fmt: ElementFormat) -> torch.Tensor:
-    """Codes (uint8) of grid values `q`: magnitude index plus the sign bit for negative values."""
-    table = fmt.magnitudes.to(q.device)
-    idx = torch.searchsorted(table, q.detach().abs().contiguous())
-    sign = (q < 0).to(torch.int64) * fmt.sign_bit
-    return (idx + sign).to(torch.uint8)
+    """Codes (uint8) of grid values `q`: magnitude index plus the sign bit for negative values.
+
+    Float formats: with e = max(floor(log2|q|), min_exp), index = |q| / 2^(e - mbits) + (e - min_exp) * 2^mbits
+    (the exponent field and mantissa bits); integer formats: |q| * 2^mbits.
+    """
+    a = q.detach().abs()
+    if fmt.ebits == 0:
+        idx = a * 2**fmt.mbits
+    else:
+        e = torch.where(a > 0, floor_log2(a), fmt.min_exp).clamp(min=fmt.min_exp)
+        idx = a / torch.exp2(e - fmt.mbits) + (e - fmt.min_exp) * 2**fmt.mbits
+    sign = (q.detach() < 0).to(torch.int32) * fmt.sign_bit
+    return (idx.to(torch.int32) + sign).to(torch.uint8)
 
 
 def decode_elements(codes: torch.Tensor, fmt: ElementFormat) -> torch.Tensor:

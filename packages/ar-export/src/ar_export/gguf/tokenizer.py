@@ -69,12 +69,17 @@ def write_tokenizer(w: gguf.GGUFWriter, tokenizer, vocab_size: int, model_type: 
     w.add_token_types([int(t) for t in types])
     if model.get("type") == "BPE":
         w.add_token_merges(_merges(model))
-    for attr, add in (("bos_token_id", w.add_bos_token_id), ("eos_token_id", w.add_eos_token_id),
-                      ("unk_token_id", w.add_unk_token_id), ("pad_token_id", w.add_pad_token_id)):
-        if (tid := getattr(tokenizer, attr, None)) is not None:
-            add(int(tid))
+    write_special_ids(w, tokenizer)
     for attr, add in (("add_bos_token", w.add_add_bos_token), ("add_eos_token", w.add_add_eos_token)):
         if isinstance(flag := getattr(tokenizer, attr, None), bool):
             add(flag)
     if isinstance(template := getattr(tokenizer, "chat_template", None), str):
         w.add_chat_template(template)
+
+
+def write_special_ids(w: gguf.GGUFWriter, source) -> None:
+    """bos/eos/unk/pad ids from a tokenizer or, without one, from the model config (single int ids only)."""
+    for attr, add in (("bos_token_id", w.add_bos_token_id), ("eos_token_id", w.add_eos_token_id),
+                      ("unk_token_id", w.add_unk_token_id), ("pad_token_id", w.add_pad_token_id)):
+        if isinstance(tid := getattr(source, attr, None), int):
+            add(tid)

@@ -9,6 +9,7 @@ bit-exact). 1-D tensors (norms, biases) are written as F32.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ar_core.quant import quantize
 
 from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
 from .mix import FILE_TYPES, check_mix, tensor_type
-from .tokenizer import write_tokenizer
+from .tokenizer import write_special_ids, write_tokenizer
 
 _GGML = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
          "bf16": gguf.GGMLQuantizationType.BF16,
@@ -97,21 +98,32 @@ def encode_tensor(spec: TensorSpec, qtype: str, record: QuantizedTensor | None,
     return GGUFTensor(spec.gguf_name, qtype, data, shape, spec.module)
 
 
-def export_tensors(model, mix: str = "q4_k_m", quantized: dict[str, QuantizedTensor] | None = None,
-                   imatrix: dict[str, torch.Tensor] | None = None) -> list[GGUFTensor]:
-    """Every tensor of `model` as it goes into the GGUF file (names, types, bytes), without writing."""
+def plan_types(model, mix: str = "q4_k_m") -> Iterator[tuple[TensorSpec, str]]:
+    """(tensor, ggml type chosen by the mix rules) for every tensor of `model`; 1-D tensors get f32."""
     mix = check_mix(mix)
     config = model.config
-    arch = get_arch(config)
-    quantized, imatrix = quantized or {}, imatrix or {}
     n_layers = int(config.num_hidden_layers)
     n_gqa = config.num_attention_heads // (getattr(config, "num_key_value_heads", None) or config.num_attention_heads)
     tied = bool(getattr(config, "tie_word_embeddings", False))
-    out = []
-    for spec in tensor_specs(model, arch):
+    for spec in tensor_specs(model, get_arch(config)):
         qtype = "f32"
         if spec.tensor.ndim >= 2:
             qtype = tensor_type(mix, spec.gguf_name, spec.tensor.shape[-1], n_layers, n_gqa, n_experts(config), tied)
+        yield spec, qtype
+
+
+def layer_types(model, mix: str = "q4_k_m") -> dict[str, str]:
+    """ggml type per 2-D weight module (e.g. 'model.layers.0.mlp.down_proj' -> 'q6_k') that write_gguf uses;
+    tune a layer with `ar_core.presets.gguf_scheme(type)` so its record is packed as is."""
+    return {spec.module: qtype for spec, qtype in plan_types(model, mix) if spec.tensor.ndim == 2}
+
+
+def export_tensors(model, mix: str = "q4_k_m", quantized: dict[str, QuantizedTensor] | None = None,
+                   imatrix: dict[str, torch.Tensor] | None = None) -> list[GGUFTensor]:
+    """Every tensor of `model` as it goes into the GGUF file (names, types, bytes), without writing."""
+    quantized, imatrix = quantized or {}, imatrix or {}
+    out = []
+    for spec, qtype in plan_types(model, mix):
         record = quantized.get(spec.module) if spec.tensor.ndim == 2 else None
         out.append(encode_tensor(spec, qtype, record, imatrix.get(spec.module)))
     return out
@@ -153,13 +165,14 @@ def write_gguf(model, tokenizer, out_path: str | os.PathLike, mix: str = "q4_k_m
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
     w = gguf.GGUFWriter(tmp, arch.gguf_name)
-    name = getattr(model.config, "_name_or_path", None) or model.config.model_type
-    w.add_name(f"{name} ({model.config.model_type})" if model.config.model_type not in name else name)
+    w.add_name(Path(str(getattr(model.config, "_name_or_path", "") or "model")).name or "model")
     w.add_file_type(int(getattr(gguf.LlamaFileType, FILE_TYPES[mix])))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     write_hparams(w, model.config, arch)
     if tokenizer is not None:
         write_tokenizer(w, tokenizer, int(model.config.vocab_size), model.config.model_type)
+    else:
+        write_special_ids(w, model.config)
     for t in tensors:
         if t.qtype in ("f32", "f16"):
             w.add_tensor(t.name, t.data)
@@ -172,6 +185,3 @@ def write_gguf(model, tokenizer, out_path: str | os.PathLike, mix: str = "q4_k_m
     os.replace(tmp, out_path)
     return out_path
 
-
-__all__ = ["GGUFTensor", "dequantized_state_dict", "export_tensors", "quantize_rows",
-           "record_type", "write_gguf"]

@@ -14,6 +14,11 @@ from ar_core.scheme import QuantScheme
 ALL_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def device_type(device) -> str:
+    """"cuda:1" / torch.device("cuda", 1) -> "cuda"."""
+    return device.type if isinstance(device, torch.device) else str(device).split(":")[0]
+
+
 @dataclass(frozen=True)
 class Backend:
     """Capabilities and priority of one backend; `modules` is "pkg.module:ATTR", a dict packing -> QuantLinear class.
@@ -46,7 +51,7 @@ class Backend:
     def unsupported(self, scheme: QuantScheme, packing: str, device: str, in_features: int,
                     out_features: int, dtype: torch.dtype | None = None) -> str | None:
         """Why this backend cannot run the layer (None when it can, installs aside)."""
-        device = torch.device(device).type
+        device = device_type(device)
         tests = [
             (packing in self.packings, f"packing {packing!r} not in {list(self.packings)}"),
             (device in self.devices, f"device {device!r} not in {list(self.devices)}"),
@@ -68,7 +73,7 @@ class Backend:
 
     def auto_selectable(self, device: str) -> bool:
         """Whether automatic selection may pick this backend on `device`."""
-        return torch.device(device).type in (self.devices if self.auto_devices is None else self.auto_devices)
+        return device_type(device) in (self.devices if self.auto_devices is None else self.auto_devices)
 
     def module_class(self, packing: str):
         """The QuantLinear class this backend uses for `packing` (imports the backend's module)."""

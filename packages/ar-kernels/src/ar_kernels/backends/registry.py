@@ -9,7 +9,7 @@ from ar_core.errors import PluginError
 from ar_core.scheme import QuantScheme
 
 from . import mlx_backend, torch_backend, triton_backend
-from .base import Backend
+from .base import Backend, device_type
 
 BUILTIN: tuple[Backend, ...] = (torch_backend.BACKEND, triton_backend.BACKEND, mlx_backend.BACKEND)
 
@@ -57,7 +57,7 @@ def select_backend(scheme: QuantScheme, packing: str, device: str | torch.device
     Raises PluginError naming the layer, its scheme, why each backend was rejected and the `pip install` of
     capable backends that are not installed.
     """
-    device = torch.device(device).type
+    device = device_type(device)
     auto = backend in (None, "auto")
     candidates = list_backends() if auto else [get_backend(backend)]
     capable, rejected, missing = [], [], []

@@ -44,7 +44,7 @@ BACKEND = Backend(
     dtypes=(torch.float16, torch.bfloat16, torch.float32),
     requires=("triton",),
     install="pip install 'ar-kernels[triton]'",
-    checks=(_device_ok, _shape_ok),
+    checks=(_shape_ok, _device_ok),
     auto_devices=("cuda",),
     description="fused dequantize-GEMM for M>=16, split-K GEMV for decode",
 )

@@ -161,12 +161,13 @@ def _load_rest(model: nn.Module, reader: CheckpointReader, consumed: set[str], p
                                   "(quantized embeddings and other non-Linear layers are not supported)")
         rest[key] = reader.get(key)
     missing, _ = model.load_state_dict(rest, strict=False)
-    head_quantized = any(plans.get(n) is not None for n in ("lm_head",))
-    if getattr(model.config, "tie_word_embeddings", False) and not head_quantized:
+    if getattr(model.config, "tie_word_embeddings", False) and plans.get("lm_head") is None:
         model.tie_weights()
     loaded = {p.data_ptr() for k, p in model.state_dict().items() if k in rest}
     state = model.state_dict()
-    really_missing = [k for k in missing if k in state and state[k].data_ptr() not in loaded]
+    quantized = {n for n, plan in plans.items() if plan is not None}
+    really_missing = [k for k in missing if k.rpartition(".")[0] not in quantized and k in state
+                      and state[k].data_ptr() not in loaded]
     if really_missing:
         raise CheckpointError(f"checkpoint lacks tensors the model needs: {really_missing[:8]}"
                               + (" ..." if len(really_missing) > 8 else ""))

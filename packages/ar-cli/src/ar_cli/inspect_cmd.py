@@ -1,0 +1,119 @@
+"""`ar inspect PATH`: scheme per layer, bits per weight, size, format, and which consumers can load it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from ar_core.errors import CheckpointError
+from ar_eval.size import safetensors_header, size_report, weight_files
+
+from .consumers import Facts, consumer_support
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `ar inspect`."""
+    p = sub.add_parser("inspect", help="scheme per layer, bits per weight, size, and which consumers can load it",
+                       allow_abbrev=False)
+    p.add_argument("path", help="a saved checkpoint directory or a .gguf file")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    return p
+
+
+def _describe(s) -> str:
+    if s is None:
+        return "16-bit"
+    return s.gguf or f"{s.data_type} {s.bits}-bit g{s.group_size} {'sym' if s.sym else 'asym'}"
+
+
+def _module_tensors(files: list[Path]) -> tuple[dict[str, int], set[str]]:
+    """(tensor bytes per module, modules that store MLX-style `scales`) from the safetensors headers."""
+    nbytes: Counter = Counter()
+    scales = set()
+    for f in files:
+        if f.suffix == ".safetensors":
+            for name, t in safetensors_header(f).items():
+                module, _, leaf = name.rpartition(".")
+                nbytes[module] += t["data_offsets"][1] - t["data_offsets"][0]
+                if leaf == "scales":
+                    scales.add(module)
+    return dict(nbytes), scales
+
+
+def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
+    """(facts fields, rows) of a transformers-style directory."""
+    from ar_kernels.loading.load import find_blocks, quantization_config
+    from ar_kernels.loading.plan import plan_layers, quant_method
+    from torch import nn
+
+    from ar_eval.size import meta_model
+
+    cfg = json.loads((path / "config.json").read_text())
+    q = quantization_config(path) if ("quantization_config" in cfg or "quantization" in cfg) else None
+    model = meta_model(path)
+    linears = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    nbytes, has_scales = _module_tensors(files)
+    plans = plan_layers(q, linears, find_blocks(model), has_scales) if q else {n: None for n in linears}
+    rows = [{"layer": n, "scheme": _describe(p.scheme if p else None), "packing": p.packing if p else "-",
+             "bits_per_weight": 8 * nbytes[n] / (i * o) if nbytes.get(n) else None}
+            for n, (i, o) in linears.items() for p in [plans.get(n)]]
+    facts = dict(method=quant_method(q) if q else None, packing=(q or {}).get("packing_format"),
+                 schemes={n: p.scheme if p else None for n, p in plans.items()},
+                 ct_format=(q or {}).get("format"))
+    return facts, rows
+
+
+def _gguf_layers(path: Path) -> list[dict]:
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    return [{"layer": t.name, "scheme": t.tensor_type.name, "packing": "gguf",
+             "bits_per_weight": 8 * int(t.n_bytes) / int(t.n_elements)} for t in reader.tensors]
+
+
+def inspect_checkpoint(path: str | Path) -> dict:
+    """Everything `ar inspect` prints, as a JSON-ready dict."""
+    p = Path(path)
+    files = weight_files(p)
+    ggufs = [f for f in files if f.suffix == ".gguf"]
+    if p.is_dir() and (p / "config.json").is_file():
+        fields, rows = _hf_layers(p, [f for f in files if f.suffix != ".gguf"])
+    elif ggufs:
+        fields, rows = dict(method=None, packing=None, schemes={}), _gguf_layers(ggufs[0])
+    else:
+        raise CheckpointError(f"{str(p)!r} is neither a model directory with config.json nor a .gguf file")
+    facts = Facts(has_gguf=bool(ggufs), **fields)
+    size = size_report(ggufs[0] if ggufs and not fields["schemes"] else p)
+    support = consumer_support(facts)
+    return {"path": str(p), "quant_method": facts.method, "packing_format": facts.packing,
+            "gguf_files": [f.name for f in ggufs], **size.to_dict(), "layers": rows,
+            "scheme_counts": dict(Counter(r["scheme"] for r in rows)),
+            "consumers": {k: {"ok": ok, "reason": why} for k, (ok, why) in support.items()}}
+
+
+def render(info: dict) -> str:
+    """The human-readable report."""
+    width = max(len(r["layer"]) for r in info["layers"]) if info["layers"] else 5
+    lines = [f"{'layer'.ljust(width)}  {'scheme':<24} {'packing':<10} bpw"]
+    for r in info["layers"]:
+        bpw = f"{r['bits_per_weight']:.3f}" if r["bits_per_weight"] else "-"
+        lines.append(f"{r['layer'].ljust(width)}  {r['scheme']:<24} {r['packing']:<10} {bpw}")
+    fmt = info["quant_method"] or ("gguf" if info["gguf_files"] else "16-bit (no quantization config)")
+    lines += ["", f"checkpoint   {info['path']}",
+              f"format       {fmt}" + (f" (packing {info['packing_format']})" if info["packing_format"] else ""),
+              f"size         {info['disk_bytes'] / 2**20:.1f} MiB on disk"
+              + (f", {info['bits_per_weight']:.3f} bits per weight over {info['n_params']:,} parameters"
+                 if info["bits_per_weight"] else ""),
+              "schemes      " + "; ".join(f"{n} x {s}" for s, n in info["scheme_counts"].items()), "consumers"]
+    for name, c in info["consumers"].items():
+        lines.append(f"  {name:<13} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the inspection of `args.path`."""
+    info = inspect_checkpoint(args.path)
+    print(json.dumps(info, indent=2) if args.json else render(info))
+    return 0

@@ -1,0 +1,76 @@
+"""`ar list schemes|formats|backends|recipes|algorithms|datasets`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ar_core.presets import PRESETS
+from ar_core.registry import REGISTRIES
+
+WHAT = ("schemes", "formats", "backends", "recipes", "algorithms", "datasets")
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    """Register `ar list`."""
+    p = sub.add_parser("list", help="list schemes, formats, backends, recipes, algorithms or datasets",
+                       allow_abbrev=False)
+    p.add_argument("what", choices=WHAT)
+    return p
+
+
+def _table(rows: list[tuple]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def list_schemes() -> str:
+    """Every preset with its weight and activation settings."""
+    rows = [("scheme", "bits", "group", "sym", "data_type", "act_bits")]
+    rows += [(name, s.bits, s.group_size, s.sym, s.gguf or s.data_type, s.act_bits) for name, s in PRESETS.items()]
+    return _table(rows)
+
+
+def list_formats() -> str:
+    """Every export format, whether it is installed, and which presets it can hold."""
+    from ar_export import format_matrix
+
+    matrix = format_matrix()
+    registry = REGISTRIES["formats"]
+    rows = [("format", "installed", "presets it holds")]
+    for name in sorted(set(registry.known_names()) | set(matrix)):
+        held = [p for p, ok in matrix.get(name, {}).items() if ok]
+        rows.append((name, "yes" if registry.is_available(name) else "no", ", ".join(held) or "-"))
+    return _table(rows)
+
+
+def list_backends() -> str:
+    """Inference backends by priority, with their devices and whether they are installed."""
+    from ar_kernels import list_backends as backends
+
+    rows = [("backend", "priority", "installed", "install")]
+    rows += [(b.name, b.priority, "yes" if b.is_installed() else "no", b.install) for b in backends()]
+    return _table(rows)
+
+
+def list_recipes() -> str:
+    """The tuning recipes and the flags each one fills."""
+    from ar_algos.config import RECIPES
+
+    rows = [("recipe", "fills (when unset)")]
+    rows += [(name, ", ".join(f"--{k} {v}" for k, v in knobs.items())) for name, knobs in RECIPES.items()]
+    return _table(rows)
+
+
+def list_registry(kind: str) -> str:
+    """Names known to a plugin registry, and whether each can be loaded now (else the install to run)."""
+    reg = REGISTRIES[kind]
+    rows = [(kind[:-1], "installed", "install")]
+    rows += [(n, "yes" if reg.is_available(n) else "no", reg.install_hints.get(n, "-")) for n in reg.known_names()]
+    return _table(rows)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the requested list."""
+    show = {"schemes": list_schemes, "formats": list_formats, "backends": list_backends, "recipes": list_recipes}
+    print(show[args.what]() if args.what in show else list_registry(args.what))
+    return 0

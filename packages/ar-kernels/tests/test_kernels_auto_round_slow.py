@@ -1,0 +1,62 @@
+"""The loader on a checkpoint written by the real `auto-round` package (W4A16, auto_round:auto_gptq)."""
+
+import pytest
+import torch
+
+from ar_kernels import load
+
+pytestmark = pytest.mark.slow
+
+
+def _tokenizer_and_text():
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    text = [" ".join(f"the quick brown fox jumps over the lazy dog {i + j} times" for j in range(6))
+            for i in range(64)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.train_from_iterator(text, trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"],
+                                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+                                   pad_token="</s>")
+    return fast, text
+
+
+@pytest.fixture(scope="module")
+def auto_round_checkpoint(tmp_path_factory):
+    pytest.importorskip("auto_round")
+    from auto_round import AutoRound
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok, text = _tokenizer_and_text()
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=len(tok), max_position_embeddings=128,
+                      tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    model = LlamaForCausalLM(cfg).eval()
+    out = tmp_path_factory.mktemp("ar")
+    ar = AutoRound(model, tok, scheme="W4A16", iters=0, enable_torch_compile=False, dataset=text[:16], nsamples=4,
+                   seqlen=16, group_size=32)
+    ar.quantize_and_save(str(out), format="auto_round")
+    return next(p.parent for p in out.rglob("config.json"))
+
+
+def test_logits_match_auto_round_dequantized_model(auto_round_checkpoint):
+    from transformers import AutoModelForCausalLM
+
+    ours = load(auto_round_checkpoint, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(auto_round_checkpoint, dtype=torch.float32, device_map="cpu").eval()
+    names = [n for n in ours.ar_backends]
+    assert len(names) == 14  # 7 linears x 2 blocks; lm_head (300 rows) stays 16-bit
+    for name in names:
+        mine, theirs = ours.get_submodule(name), ref.get_submodule(name)
+        eye = torch.eye(mine.in_features)
+        with torch.no_grad():
+            w_ref = theirs(eye).t()  # the reference's own dequantized weight, read through its forward
+        assert torch.allclose(mine.dequantize_weight(), w_ref, rtol=1e-3, atol=1e-6), name
+    ids = torch.randint(3, 300, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = ours(ids).logits, ref(ids).logits
+    assert float((got - want).norm() / want.norm()) < 1e-3
+    assert ours.generate(ids[:1, :4], max_new_tokens=3, do_sample=False).shape == (1, 7)

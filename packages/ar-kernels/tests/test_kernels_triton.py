@@ -1,0 +1,85 @@
+"""Triton GPTQ kernels (GEMM and split-K GEMV) against a float64 dequantize + matmul.
+
+On CPU they run under TRITON_INTERPRET=1, set here before the kernels module is imported (the flag is read when the
+kernels are decorated). CUDA tests run when a GPU is present.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+pytest.importorskip("triton")
+
+from ar_core.errors import PluginError  # noqa: E402
+from ar_kernels.backends import select_backend  # noqa: E402
+from ar_kernels.testing import random_int_qt, reference_weight  # noqa: E402
+from ar_kernels.triton_linear import TritonGPTQLinear  # noqa: E402
+
+TOL = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+interpreted = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
+                                 reason="CPU triton needs TRITON_INTERPRET=1 (set when no GPU is present)")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _run(bits, packing, sym, m, dtype, device="cpu", k=128, n=96, lead=()):
+    qt = random_int_qt(n, k, bits, 32, sym, seed=bits + m)
+    module = TritonGPTQLinear.from_quantized(qt, torch.randn(n), packing).to(device)
+    x = torch.randn(*lead, m, k, generator=torch.Generator().manual_seed(m))
+    ref = x.double() @ reference_weight(qt).t() + module.bias.double().cpu()
+    y = module(x.to(device=device, dtype=dtype))
+    assert y.dtype == dtype and y.shape == (*lead, m, n)
+    err = float((y.double().cpu() - ref).norm() / ref.norm())
+    assert err < TOL[dtype], err
+
+
+CASES = [(b, p, s) for b in (2, 4, 8) for p, s in (("gptq", True), ("gptq_v2", False), ("gptq", False))]
+
+
+@interpreted
+@pytest.mark.parametrize("bits,packing,sym", CASES)
+@pytest.mark.parametrize("m", [1, 5, 20])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_interpreted_kernels(bits, packing, sym, m, dtype):
+    _run(bits, packing, sym, m, dtype)
+
+
+@interpreted
+def test_interpreted_split_k_bf16_and_batched_input():
+    _run(4, "gptq", True, 2, torch.float32, k=1024, n=64)
+    _run(4, "gptq_v2", False, 16, torch.bfloat16, k=256, n=64)
+    _run(4, "gptq", True, 3, torch.float16, lead=(2,))
+
+
+@interpreted
+def test_act_order_g_idx_falls_back_to_dequantize():
+    qt = random_int_qt(32, 64, 4, 32, True)
+    module = TritonGPTQLinear.from_quantized(qt, None, "gptq", g_idx=True)
+    module.g_idx = module.g_idx.flip(0)
+    x = torch.randn(3, 64)
+    g = module.g_idx.long()
+    q, z = module.codes_and_zeros()
+    w = (module.scales.double()[g] * (q.double() - z.double()[g])).t()
+    assert torch.allclose(module(x).double(), x.double() @ w.t(), atol=1e-5)
+
+
+def test_selection_on_cpu_needs_name_and_interpreter(monkeypatch):
+    scheme = random_int_qt(32, 64, 4, 32).scheme
+    chosen, reason = select_backend(scheme, "gptq", "cpu", 64, 32)
+    assert chosen.name == "torch" and "triton" in reason
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert select_backend(scheme, "gptq", "cpu", 64, 32, backend="triton")[0].name == "triton"
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(PluginError, match="TRITON_INTERPRET"):
+        select_backend(scheme, "gptq", "cpu", 64, 32, backend="triton", layer="model.x")
+
+
+@cuda
+@pytest.mark.parametrize("bits,packing,sym", CASES)
+@pytest.mark.parametrize("m", [1, 7, 64])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_kernels(bits, packing, sym, m, dtype):
+    _run(bits, packing, sym, m, dtype, device="cuda", k=512, n=256)
