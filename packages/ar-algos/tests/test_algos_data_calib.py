@@ -21,6 +21,7 @@ from ar_core.errors import DataError
 from ar_core.registry import DATASETS
 
 PAD, BOS, EOS = 0, 1, 2
+OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 def byte_tokenizer(add_bos: bool = False) -> PreTrainedTokenizerFast:
@@ -103,6 +104,13 @@ def test_bad_arguments(tok, kwargs, field):
         get_calibration_data(tok, ["a" * 10], **kwargs)
 
 
+def test_text_needs_a_tokenizer_but_token_ids_do_not():
+    with pytest.raises(DataError, match="tokenizer=None is not allowed"):
+        get_calibration_data(None, "wiki", nsamples=1, seqlen=8)
+    out = get_calibration_data(None, [torch.arange(3, 11)], nsamples=1, seqlen=8)
+    assert out[0]["input_ids"].tolist() == [list(range(3, 11))] and out[0]["attention_mask"].all()
+
+
 def test_nothing_long_enough(tok):
     with pytest.raises(DataError, match="concat=true"):
         get_calibration_data(tok, ["short"], nsamples=2, seqlen=64)
@@ -171,15 +179,19 @@ def test_chat_template_and_system_prompt_stay_with_their_dataset(tok, tmp_path):
                                                                {"role": "assistant", "content": "hello there"}]}))
     spec = f'{tmp_path}/q.json:system_prompt="Be kind, ok":num=2,{tmp_path}/q.json:num=2,{tmp_path}/c.jsonl'
     got = sorted(texts_of(tok, get_calibration_data(tok, spec, nsamples=5, seqlen=12)))
-    # the system prompt renders only in the first dataset; the conversation (no template asked) is plain turns
-    assert got == ["<system>Be k", "<system>Be k", "hey\nhello th", "question one", "question two"]
+    # the system prompt renders only in the first dataset; a conversation uses the template by default
+    assert got == ["<system>Be k", "<system>Be k", "<user>hey<as", "question one", "question two"]
+    plain = get_calibration_data(tok, f"{tmp_path}/c.jsonl:apply_chat_template=false", nsamples=1, seqlen=12)
+    assert texts_of(tok, plain) == ["hey\nhello th"]
 
 
-def test_chat_without_template_is_an_error(tmp_path):
+def test_chat_without_template(tmp_path):
     tok = byte_tokenizer()
     tok.chat_template = None
     with pytest.raises(DataError, match="no chat template"):
         get_calibration_data(tok, "pydoc:apply_chat_template", nsamples=2, seqlen=8)
+    (tmp_path / "c.json").write_text(json.dumps([[{"role": "user", "content": "hi"}, {"role": "bot", "content": "yo"}]]))
+    assert texts_of(tok, get_calibration_data(tok, str(tmp_path / "c.json"), nsamples=1, seqlen=5)) == ["hi\nyo"]
 
 
 # ------------------------------------------------------------------------------------------------ mixing
@@ -227,8 +239,9 @@ def test_hub_offline_error_names_local_alternatives(tok, monkeypatch):
 
 
 def test_default_dataset_and_log_line(tok, monkeypatch, caplog):
+    for var in OFFLINE_VARS:
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "true")
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert default_dataset() == "wiki"
     with caplog.at_level(logging.INFO, logger="ar_algos.data"):
         assert len(get_calibration_data(tok, None, nsamples=2, seqlen=64)) == 2
@@ -248,7 +261,7 @@ def fake_datasets(monkeypatch, rows_by_split=None, error=None):
         return rows_by_split[split]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
-    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+    for var in OFFLINE_VARS:
         monkeypatch.delenv(var, raising=False)
     return calls
 
@@ -290,3 +303,21 @@ def test_named_datasets_are_registered_in_code_and_entry_points():
     assert {k.lower() for k in table} == set(sources.NAMED_SOURCES)
     for name, target in table.items():
         assert EntryPoint(name, target, "ar.datasets").load() is sources.NAMED_SOURCES[name.lower()]
+
+
+@pytest.mark.slow
+def test_smollm2_tokenizer_wiki_and_chat_calibration(tmp_path):
+    """Real tokenizer (embedded SmolLM2, converted once into the shared cache): wiki chunks and chat rendering."""
+    from transformers import AutoTokenizer
+
+    from ar_algos.models import embedded_model_path
+
+    real = AutoTokenizer.from_pretrained(embedded_model_path("smollm2-135m"))
+    out = get_calibration_data(real, "wiki", nsamples=8, seqlen=512)
+    assert len(out) == 8 and all(s["input_ids"].shape == (1, 512) for s in out)
+    assert len({tuple(s["input_ids"][0, :16].tolist()) for s in out}) == 8
+    (tmp_path / "chat.jsonl").write_text(json.dumps({"text": "Explain rounding. " * 40}))
+    chat = get_calibration_data(real, f'{tmp_path}/chat.jsonl:system_prompt="Answer briefly."', nsamples=1,
+                                seqlen=64)
+    text = real.decode(chat[0]["input_ids"][0])
+    assert text.startswith("<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nExplain rounding.")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import pytest
 import torch
@@ -65,6 +64,8 @@ def test_bad_names(tmp_path, monkeypatch):
         arm.resolve_model("default", dtype="float33")
     with pytest.raises(CheckpointError, match="model='tinyllama' is not allowed: an embedded model"):
         arm.embedded_model_path("tinyllama")
+    with pytest.raises(CheckpointError, match="model=3 is not allowed"):
+        arm.resolve_model(3)
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="not a directory"):
         arm.resolve_model(tmp_path / "file")

@@ -1,4 +1,5 @@
-"""The loader on a checkpoint written by the real `auto-round` package (W4A16, auto_round:auto_gptq)."""
+"""The loader on checkpoints written by the real `auto-round` package: one W4A16 (g32) quantization exported as
+auto_round (auto_round:auto_gptq), auto_gptq, auto_awq, llm_compressor (pack-quantized) and mlx."""
 
 import pytest
 import torch
@@ -23,8 +24,12 @@ def _tokenizer_and_text():
     return fast, text
 
 
+FORMATS = {"auto_round": "auto-round-auto-gptq", "auto_gptq": "auto-gptq", "auto_awq": "auto-awq",
+           "llm_compressor": "llm-compressor-wint-a16", "mlx": "mlx"}
+
+
 @pytest.fixture(scope="module")
-def auto_round_checkpoint(tmp_path_factory):
+def exports(tmp_path_factory):
     pytest.importorskip("auto_round")
     from auto_round import AutoRound
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -38,15 +43,18 @@ def auto_round_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("ar")
     ar = AutoRound(model, tok, scheme="W4A16", iters=0, enable_torch_compile=False, dataset=text[:16], nsamples=4,
                    seqlen=16, group_size=32)
-    ar.quantize_and_save(str(out), format="auto_round")
-    return next(p.parent for p in out.rglob("config.json"))
+    ar.quantize_and_save(str(out), format=",".join(FORMATS))
+    dirs = {p.parent.name: p.parent for p in out.rglob("config.json")}
+    assert set(FORMATS.values()) <= set(dirs), sorted(dirs)
+    return {fmt: dirs[sub] for fmt, sub in FORMATS.items()}
 
 
-def test_logits_match_auto_round_dequantized_model(auto_round_checkpoint):
+def test_logits_match_auto_round_dequantized_model(exports):
     from transformers import AutoModelForCausalLM
 
-    ours = load(auto_round_checkpoint, dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(auto_round_checkpoint, dtype=torch.float32, device_map="cpu").eval()
+    ours = load(exports["auto_round"], dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(exports["auto_round"], dtype=torch.float32,
+                                               device_map="cpu").eval()
     names = [n for n in ours.ar_backends]
     assert len(names) == 14  # 7 linears x 2 blocks; lm_head (300 rows) stays 16-bit
     for name in names:
@@ -60,3 +68,14 @@ def test_logits_match_auto_round_dequantized_model(auto_round_checkpoint):
         got, want = ours(ids).logits, ref(ids).logits
     assert float((got - want).norm() / want.norm()) < 1e-3
     assert ours.generate(ids[:1, :4], max_new_tokens=3, do_sample=False).shape == (1, 7)
+
+
+@pytest.mark.parametrize("fmt", [f for f in FORMATS if f != "auto_round"])
+def test_every_export_of_the_same_codes_gives_the_same_logits(exports, fmt):
+    ids = torch.randint(3, 300, (1, 12), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = load(exports["auto_round"], dtype=torch.float32)(ids).logits
+        model = load(exports[fmt], dtype=torch.float32)
+        got = model(ids).logits
+    assert len(model.ar_backends) == 14
+    assert float((got - want).norm() / want.norm()) < 1e-5

@@ -1,48 +1,24 @@
 """`ar_kernels.load` on tiny Llama checkpoints written in every supported layout (per autoround.md §5)."""
 
-import copy
-import json
-
 import pytest
 import torch
-from safetensors.torch import save_file
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from ar_core.errors import CheckpointError
 from ar_core.pack.bitstream import pack_last, to_int32
 from ar_kernels import load
 from ar_kernels.qlinear import TORCH_MODULES
-from ar_kernels.testing import random_fp8_qt, random_int_qt, random_mx_qt, random_nvfp4_qt, reference_weight
+from ar_kernels.testing import (quantize_block_linears, random_fp8_qt, random_mx_qt, random_nvfp4_qt,
+                                save_quantized, tiny_llama)
 
 HIDDEN, INTER = 64, 128
 
 
 def tiny_model(seed=0):
-    torch.manual_seed(seed)
-    cfg = LlamaConfig(hidden_size=HIDDEN, intermediate_size=INTER, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, vocab_size=256, max_position_embeddings=64, tie_word_embeddings=False)
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_llama(HIDDEN, INTER, seed=seed)
 
 
 def block_linears(model):
     return [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n]
-
-
-def write(tmp_path, model, layers: dict, qcfg: dict, state_hook=None):
-    """Save `model` with layers[name] = (qt, packing) packed in place; returns the float reference model."""
-    ref, packed = copy.deepcopy(model), copy.deepcopy(model)
-    for name, (qt, packing) in layers.items():
-        ref.get_submodule(name).weight.data = reference_weight(qt).float()
-        packed.set_submodule(name, TORCH_MODULES[packing].from_quantized(qt, None, packing))
-    state = {k: v.contiguous() for k, v in packed.state_dict().items()}
-    if state_hook:
-        state = state_hook(state)
-    save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
-    model.config.save_pretrained(tmp_path)
-    cfg = json.loads((tmp_path / "config.json").read_text())
-    cfg.update(qcfg)
-    (tmp_path / "config.json").write_text(json.dumps(cfg))
-    return ref
 
 
 def assert_same_logits(tmp_path, ref, **kw):
@@ -54,19 +30,9 @@ def assert_same_logits(tmp_path, ref, **kw):
     return model
 
 
-def int_layers(model, bits=4, gs=32, sym=True, packing="gptq", skip=(), override=None):
-    out = {}
-    for i, name in enumerate(block_linears(model)):
-        if any(s in name for s in skip):
-            continue
-        b = (override or {}).get(name.rsplit(".", 1)[1], bits)
-        out[name] = (random_int_qt(*model.get_submodule(name).weight.shape, b, gs, sym, seed=i), packing)
-    return out
-
-
 def test_auto_round_auto_gptq_and_generate(tmp_path):
     model = tiny_model()
-    ref = write(tmp_path, model, int_layers(model), {"quantization_config": {
+    ref = save_quantized(tmp_path, model, quantize_block_linears(model), {"quantization_config": {
         "quant_method": "auto-round", "packing_format": "auto_round:auto_gptq", "bits": 4, "group_size": 32,
         "sym": True, "data_type": "int", "block_name_to_quantize": "model.layers"}})
     loaded = assert_same_logits(tmp_path, ref)
@@ -78,10 +44,10 @@ def test_auto_round_auto_gptq_and_generate(tmp_path):
 
 def test_auto_round_raw_zeros_with_extra_config(tmp_path):
     model = tiny_model()
-    layers = int_layers(model, sym=False, packing="gptq_v2", skip=("k_proj",), override={"down_proj": 8})
+    layers = quantize_block_linears(model, sym=False, packing="gptq_v2", skip=("k_proj",), bits_by_suffix={"down_proj": 8})
     extra = {f"model.layers.{i}.mlp.down_proj": {"bits": 8} for i in range(2)}
     extra[".*k_proj.*"] = {"bits": 16}
-    ref = write(tmp_path, model, layers, {"quantization_config": {
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "auto-round", "packing_format": "auto_round", "bits": 4, "group_size": 32, "sym": False,
         "data_type": "int", "extra_config": extra}})
     loaded = assert_same_logits(tmp_path, ref)
@@ -91,7 +57,7 @@ def test_auto_round_raw_zeros_with_extra_config(tmp_path):
 
 def test_auto_round_awq(tmp_path):
     model = tiny_model()
-    ref = write(tmp_path, model, int_layers(model, sym=False, packing="awq"), {"quantization_config": {
+    ref = save_quantized(tmp_path, model, quantize_block_linears(model, sym=False, packing="awq"), {"quantization_config": {
         "quant_method": "auto-round", "packing_format": "auto_round:auto_awq", "bits": 4, "group_size": 32,
         "sym": False}})
     assert_same_logits(tmp_path, ref)
@@ -99,14 +65,14 @@ def test_auto_round_awq(tmp_path):
 
 def test_gptq_with_dynamic_and_g_idx(tmp_path):
     model = tiny_model()
-    layers = int_layers(model, skip=("v_proj",), override={"down_proj": 8})
+    layers = quantize_block_linears(model, skip=("v_proj",), bits_by_suffix={"down_proj": 8})
 
     def add_g_idx(state):
         for name in layers:
             state[f"{name}.g_idx"] = (torch.arange(model.get_submodule(name).in_features) // 32).to(torch.int32)
         return state
 
-    ref = write(tmp_path, model, layers, {"quantization_config": {
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "gptq", "bits": 4, "group_size": 32, "sym": True, "desc_act": False,
         "dynamic": {"-:.*v_proj": {}, "+:.*down_proj": {"bits": 8}}}}, add_g_idx)
     loaded = assert_same_logits(tmp_path, ref)
@@ -115,7 +81,7 @@ def test_gptq_with_dynamic_and_g_idx(tmp_path):
 
 def test_awq_with_modules_to_not_convert(tmp_path):
     model = tiny_model()
-    ref = write(tmp_path, model, int_layers(model, sym=False, packing="awq", skip=("o_proj",)), {
+    ref = save_quantized(tmp_path, model, quantize_block_linears(model, sym=False, packing="awq", skip=("o_proj",)), {
         "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True,
                                 "version": "gemm", "modules_to_not_convert": ["o_proj"]}})
     assert_same_logits(tmp_path, ref)
@@ -124,7 +90,7 @@ def test_awq_with_modules_to_not_convert(tmp_path):
 def test_compressed_tensors_pack_quantized(tmp_path):
     helpers = pytest.importorskip("compressed_tensors.compressors.pack_quantized.helpers")
     model = tiny_model()
-    layers = int_layers(model, sym=False, packing="gptq_v2")
+    layers = quantize_block_linears(model, sym=False, packing="gptq_v2")
 
     def to_ct(state):
         for name, (qt, _) in layers.items():
@@ -140,7 +106,7 @@ def test_compressed_tensors_pack_quantized(tmp_path):
         return state
 
     weights = {"num_bits": 4, "type": "int", "symmetric": False, "strategy": "group", "group_size": 32}
-    ref = write(tmp_path, model, layers, {"quantization_config": {
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head"],
         "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights}}}}, to_ct)
     assert_same_logits(tmp_path, ref)
@@ -148,8 +114,8 @@ def test_compressed_tensors_pack_quantized(tmp_path):
 
 def test_mlx_quantization_dict(tmp_path):
     model = tiny_model()
-    layers = int_layers(model, sym=False, packing="mlx", skip=("layers.1.mlp.up_proj",))
-    ref = write(tmp_path, model, layers, {"quantization": {"group_size": 32, "bits": 4,
+    layers = quantize_block_linears(model, sym=False, packing="mlx", skip=("layers.1.mlp.up_proj",))
+    ref = save_quantized(tmp_path, model, layers, {"quantization": {"group_size": 32, "bits": 4,
                                                            "model.layers.1.mlp.up_proj": False}})
     # the stored fp16 biases are the format's truth: rebuild the reference from them
     for name, (qt, _) in layers.items():
@@ -177,7 +143,7 @@ def test_fp_formats(tmp_path):
         "g2": {"targets": ["Linear"], "format": "mxfp4-pack-quantized",
                "weights": {**fp, "num_bits": 4, "strategy": "group", "group_size": 32}},
     }
-    ref = write(tmp_path, model, layers, {"quantization_config": {
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "compressed-tensors", "format": "mixed-precision", "ignore": ["lm_head"],
         "config_groups": groups}})
     assert_same_logits(tmp_path, ref)
@@ -188,14 +154,14 @@ def test_auto_round_fp8_weight_only(tmp_path):
     model = tiny_model()
     layers = {n: (random_fp8_qt(*model.get_submodule(n).weight.shape, -1, seed=i), "fp8")
               for i, n in enumerate(block_linears(model))}
-    ref = write(tmp_path, model, layers, {"quantization_config": {
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "auto-round", "bits": 8, "group_size": -1, "sym": True, "data_type": "fp"}})
     assert_same_logits(tmp_path, ref)
 
 
 def test_bits_mismatch_names_layer(tmp_path):
     model = tiny_model()
-    write(tmp_path, model, int_layers(model, bits=8), {"quantization_config": {
+    save_quantized(tmp_path, model, quantize_block_linears(model, bits=8), {"quantization_config": {
         "quant_method": "auto-round", "packing_format": "auto_round:auto_gptq", "bits": 4, "group_size": 32,
         "sym": True}})
     with pytest.raises(CheckpointError, match=r"layer 'model\.layers\.0\..*qweight has shape"):
@@ -204,11 +170,11 @@ def test_bits_mismatch_names_layer(tmp_path):
 
 def test_config_and_tensor_kinds_disagree(tmp_path):
     model = tiny_model()
-    write(tmp_path, model, {}, {"quantization_config": {
+    save_quantized(tmp_path, model, {}, {"quantization_config": {
         "quant_method": "gptq", "bits": 4, "group_size": 32, "sym": True}})
     with pytest.raises(CheckpointError, match=r"layer 'model\.layers\.0\..*says int 4-bit.*stores float"):
         load(tmp_path)
-    write(tmp_path, model, int_layers(model), {"quantization_config": {
+    save_quantized(tmp_path, model, quantize_block_linears(model), {"quantization_config": {
         "quant_method": "auto-round", "bits": 4, "group_size": 32, "sym": True,
         "block_name_to_quantize": "model.nothing"}})
     with pytest.raises(CheckpointError, match="leaves it unquantized"):

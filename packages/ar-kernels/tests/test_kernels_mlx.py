@@ -35,3 +35,22 @@ def test_mlx_is_picked_by_name_on_linux_and_refuses_other_layouts():
     assert chosen.name == "mlx" and chosen.module_class("mlx") is MLXNativeLinear
     with pytest.raises(PluginError, match=r"layer 'm.q'.*packing 'gptq' not in \['mlx'\]"):
         select_backend(scheme, "gptq", "cpu", 64, 32, backend="mlx", layer="m.q")
+
+
+def test_load_mlx_checkpoint_with_mlx_backend(tmp_path):
+    from ar_kernels import load
+    from ar_kernels.qlinear import TORCH_MODULES
+    from ar_kernels.testing import quantize_block_linears, save_quantized, tiny_llama
+
+    model = tiny_llama()
+    layers = quantize_block_linears(model, sym=False, packing="mlx")
+    ref = save_quantized(tmp_path, model, layers, {"quantization": {"group_size": 32, "bits": 4}})
+    for name, (qt, _) in layers.items():  # the stored fp16 biases are the format's truth
+        ref.get_submodule(name).weight.data = TORCH_MODULES["mlx"].from_quantized(qt).dequantize_weight()
+    loaded = load(tmp_path, backend="mlx", dtype=torch.float32)
+    assert {b for b, _ in loaded.ar_backends.values()} == {"mlx"}
+    ids = torch.randint(0, 256, (1, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = loaded(ids).logits, ref(ids).logits
+    assert float((got - want).norm() / want.norm()) < 1e-4
+    assert loaded.generate(ids[:, :3], max_new_tokens=2, do_sample=False).shape == (1, 5)

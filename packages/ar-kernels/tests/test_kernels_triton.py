@@ -83,3 +83,21 @@ def test_selection_on_cpu_needs_name_and_interpreter(monkeypatch):
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_kernels(bits, packing, sym, m, dtype):
     _run(bits, packing, sym, m, dtype, device="cuda", k=512, n=256)
+
+
+@interpreted
+def test_load_with_triton_backend(tmp_path):
+    from ar_kernels import load
+    from ar_kernels.testing import quantize_block_linears, save_quantized, tiny_llama
+
+    model = tiny_llama()
+    ref = save_quantized(tmp_path, model, quantize_block_linears(model, sym=False, packing="gptq_v2"), {
+        "quantization_config": {"quant_method": "auto-round", "packing_format": "auto_round", "bits": 4,
+                                "group_size": 32, "sym": False}})
+    loaded = load(tmp_path, backend="triton", dtype=torch.float32)
+    assert {b for b, _ in loaded.ar_backends.values()} == {"triton"}
+    assert isinstance(loaded.model.layers[0].mlp.up_proj, TritonGPTQLinear)
+    ids = torch.randint(0, 256, (1, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = loaded(ids).logits, ref(ids).logits
+    assert float((got - want).norm() / want.norm()) < 1e-4

@@ -42,9 +42,9 @@ def test_llava_expands_the_image_token_and_returns_pixels(tok):
 def test_hf_uses_the_processor_chat_template(tok):
     hf = tiny_llava_processor(tok)
     hf.chat_template = ("{% for m in messages %}{{ m.role }}:{% for c in m.content %}"
-                        "{% if c.type == 'image' %}<image>{% else %}{{ c.text }}{% endif %}{% endfor %}\n{% endfor %}")
+                        "{% if c.type == 'image' %}<image>{% else %}{{ c.text }}{% endif %}{% endfor %}|{% endfor %}")
     p = get_processor("hf", processor=hf)
-    assert p.prompt(CONV) == "user:<image>what is in the picture?\nassistant:a man.\n"
+    assert p.prompt(CONV) == "user:<image>what is in the picture?|assistant:a man.|"
     out = p.get_input(CONV, images=[Image.new("RGB", (40, 40))])
     assert int((out["input_ids"] == IMAGE_TOKEN_ID).sum()) == 16
 

@@ -21,10 +21,11 @@ from typing import Callable
 
 from ar_core.errors import CheckpointError, field_error
 
+from .data.sources import hub_offline
+
 log = logging.getLogger("ar_algos.models")
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
-_TRUTHY = ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ def materialize(target: Path, build: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         build(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is meant to be shared
         try:
             os.rename(tmp, target)
         except OSError:
@@ -162,10 +164,6 @@ def check_model_dir(path: Path) -> Path:
     return path
 
 
-def _hub_offline() -> bool:
-    return any(os.environ.get(k, "").strip().lower() in _TRUTHY for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def _local_or_hub(name: str) -> tuple[Path | None, str | None]:
     """(local directory, None) or (None, hub id); a path-like string that does not exist is an error."""
     try:
@@ -196,6 +194,8 @@ def resolve_model(name_or_path: str | os.PathLike, dtype="auto", trust_remote_co
         if not isinstance(getattr(torch, dtype, None), torch.dtype):
             raise field_error(CheckpointError, "dtype", dtype, "'auto', a torch dtype or its name like 'bfloat16'")
         dtype = getattr(torch, dtype)
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise field_error(CheckpointError, "model", name_or_path, "a local directory, a hub id or an embedded name")
     name = os.fspath(name_or_path)
     if name.lower() in EMBEDDED:
         source = str(embedded_model_path(name))
@@ -203,9 +203,9 @@ def resolve_model(name_or_path: str | os.PathLike, dtype="auto", trust_remote_co
         local, hub_id = _local_or_hub(name)
         if local is not None:
             source = str(check_model_dir(local))
-        elif _hub_offline():
+        elif hub_offline():
             raise CheckpointError(f"model {name!r} is not a local directory and the Hugging Face hub is offline "
-                                  f"(HF_HUB_OFFLINE is set); give a local model directory or an embedded name: "
+                                  f"(HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set); give a local model directory or an embedded name: "
                                   f"{', '.join(EMBEDDED)}")
         else:
             source = hub_id
@@ -213,7 +213,7 @@ def resolve_model(name_or_path: str | os.PathLike, dtype="auto", trust_remote_co
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
-    except OSError as exc:  # hub unreachable, repo missing, or unreadable files
+    except (OSError, ValueError) as exc:  # hub unreachable, repo missing, unreadable or unknown model files
         raise CheckpointError(f"cannot load model {name!r}: {exc}. A local model directory or an embedded name "
                               f"({', '.join(EMBEDDED)}) works offline") from exc
     model.eval()

@@ -222,5 +222,5 @@ def corpus_documents(name: str, split: str) -> list[str]:
 
 
 def corpus_text(name: str, split: str) -> str:
-    """One string of corpus `name`, split "train" (calibration) or "test" (evaluation): documents joined by a blank line."""
+    """Corpus `name`, split "train" (calibration) or "test" (evaluation), as one string (blank-line separated)."""
     return "\n\n".join(corpus_documents(name, split))

@@ -6,6 +6,10 @@ arithmetic (no packing codec involved), so a backend that matches it reads its l
 
 from __future__ import annotations
 
+import copy
+import json
+from pathlib import Path
+
 import torch
 
 from ar_core.quant import quantize
@@ -100,3 +104,53 @@ def reference_weight(qt: QuantizedTensor) -> torch.Tensor:
     if s.group_size == -1:
         return vals * scale
     return vals * _per_input(scale, s.group_size, k)
+
+
+def tiny_llama(hidden: int = 64, intermediate: int = 128, layers: int = 2, vocab: int = 256, seed: int = 0):
+    """A random float32 LlamaForCausalLM small enough for unit tests (untied embeddings)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=intermediate, num_hidden_layers=layers,
+                      num_attention_heads=4, num_key_value_heads=2, vocab_size=vocab, max_position_embeddings=64,
+                      tie_word_embeddings=False)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def save_quantized(path: str | Path, model, layers: dict, qconfig: dict, state_hook=None):
+    """Write `model` as a checkpoint with layers[name] = (QuantizedTensor, packing) packed by the torch modules.
+
+    `qconfig` is merged into config.json (e.g. {"quantization_config": {...}}); `state_hook(state) -> state` may
+    rewrite tensors first. Returns a float copy of `model` whose quantized weights are `reference_weight(qt)`.
+    """
+    from safetensors.torch import save_file
+
+    from .qlinear import TORCH_MODULES
+
+    path = Path(path)
+    ref, packed = copy.deepcopy(model), copy.deepcopy(model)
+    for name, (qt, packing) in layers.items():
+        ref.get_submodule(name).weight.data = reference_weight(qt).float()
+        packed.set_submodule(name, TORCH_MODULES[packing].from_quantized(qt, None, packing))
+    state = {k: v.contiguous() for k, v in packed.state_dict().items()}
+    if state_hook:
+        state = state_hook(state)
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    model.config.save_pretrained(path)
+    cfg = json.loads((path / "config.json").read_text())
+    cfg.update(qconfig)
+    (path / "config.json").write_text(json.dumps(cfg))
+    return ref
+
+
+def quantize_block_linears(model, bits: int = 4, group_size=32, sym: bool = True, packing: str = "gptq",
+                           skip=(), bits_by_suffix: dict | None = None) -> dict:
+    """(QuantizedTensor, packing) of random int codes for each Linear inside model.layers (minus `skip`)."""
+    out = {}
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n]
+    for i, name in enumerate(names):
+        if any(s in name for s in skip):
+            continue
+        b = (bits_by_suffix or {}).get(name.rsplit(".", 1)[1], bits)
+        out[name] = (random_int_qt(*model.get_submodule(name).weight.shape, b, group_size, sym, seed=i), packing)
+    return out

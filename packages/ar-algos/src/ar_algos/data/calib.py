@@ -135,6 +135,11 @@ def _loader_items(loader) -> list[Any]:
 
 def _pairs(tokenizer, dataset: Any, nsamples: int, seqlen: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     pad_id = getattr(tokenizer, "pad_token_id", None)
+    is_text = isinstance(dataset, (str, Path)) or (isinstance(dataset, (list, tuple)) and dataset
+                                                   and all(isinstance(d, str) for d in dataset))
+    if is_text and not callable(tokenizer):
+        raise field_error(DataError, "tokenizer", tokenizer, "a Hugging Face tokenizer (text datasets need one), or "
+                          "pass dataset= as token-id tensors")
     if isinstance(dataset, (str, Path)):
         text = str(dataset)
         specs = [DatasetSpec(text)] if local_path_kind(text) == "file" else parse_dataset_spec(text)

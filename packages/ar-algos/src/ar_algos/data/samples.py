@@ -9,21 +9,25 @@ from ar_core.errors import DataError
 
 from .spec import DatasetSpec
 
-_BATCH = 32
+def render(tokenizer, doc: Any, spec: DatasetSpec) -> tuple[str, bool]:
+    """(text, templated) for one document.
 
-
-def render(tokenizer, doc: Any, spec: DatasetSpec) -> str:
-    """The text of one document; with the chat template on, a string becomes one user turn (after the system prompt)."""
-    if not spec.apply_chat_template:
-        if isinstance(doc, list):  # a conversation without the template: its turns, one per line
-            return "\n".join(str(m.get("content", "")) for m in doc)
-        return doc
-    messages = list(doc) if isinstance(doc, list) else [{"role": "user", "content": doc}]
-    if spec.system_prompt is not None and (not messages or messages[0].get("role") != "system"):
-        messages.insert(0, {"role": "system", "content": spec.system_prompt})
-    if not getattr(tokenizer, "chat_template", None):
+    The chat template is used when the spec asks for it, and by default for conversations when the tokenizer has
+    one; a string then becomes one user turn, after the spec's system prompt if any. Without the template a
+    conversation is its turns' contents, one per line.
+    """
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    templated = spec.apply_chat_template
+    if templated is None:
+        templated = isinstance(doc, list) and has_template
+    if not templated:
+        return ("\n".join(str(m.get("content", "")) for m in doc) if isinstance(doc, list) else doc), False
+    if not has_template:
         raise DataError(f"dataset {spec.name!r}: apply_chat_template is on but the tokenizer has no chat template")
-    return tokenizer.apply_chat_template(messages, tokenize=False)
+    messages = list(doc) if isinstance(doc, list) else [{"role": "user", "content": doc}]
+    if spec.system_prompt is not None and messages[0].get("role") != "system":
+        messages.insert(0, {"role": "system", "content": spec.system_prompt})
+    return tokenizer.apply_chat_template(messages, tokenize=False), True
 
 
 def _adds_bos(tokenizer) -> bool:
@@ -36,20 +40,21 @@ def _looks_padded(ids: list[int], seqlen: int) -> bool:
     return ids.count(ids[-1]) > seqlen // 2
 
 
-def _batches(tokenizer, docs: list[Any], spec: DatasetSpec, special: bool, **kwargs):
-    """Token ids of each rendered document, tokenized in batches that double up to _BATCH (callers stop early)."""
-    start, size = 0, 1
-    while start < len(docs):
-        texts = [render(tokenizer, d, spec) for d in docs[start:start + size]]
-        yield from tokenizer(texts, add_special_tokens=special, verbose=False, **kwargs)["input_ids"]
-        start, size = start + size, min(2 * size, _BATCH)
+def _token_ids(tokenizer, docs: list[Any], spec: DatasetSpec, plain_special: bool, **kwargs):
+    """Token ids of each rendered document, lazily (callers stop early).
+
+    A rendered chat template already holds its special tokens, so only plain text gets `plain_special`.
+    """
+    for doc in docs:
+        text, templated = render(tokenizer, doc, spec)
+        yield tokenizer(text, add_special_tokens=plain_special and not templated, verbose=False,
+                        **kwargs)["input_ids"]
 
 
 def whole_samples(tokenizer, docs: list[Any], spec: DatasetSpec, seqlen: int, limit: int) -> list[list[int]]:
     """Up to `limit` samples, one per document, truncated to seqlen; shorter documents are dropped."""
     out = []
-    special = not spec.apply_chat_template  # a rendered chat template already holds its special tokens
-    for ids in _batches(tokenizer, docs, spec, special, truncation=True, max_length=seqlen):
+    for ids in _token_ids(tokenizer, docs, spec, True, truncation=True, max_length=seqlen):
         if len(ids) == seqlen and not _looks_padded(ids, seqlen):
             out.append(list(ids))
             if len(out) >= limit:
@@ -69,7 +74,7 @@ def concat_samples(tokenizer, docs: list[Any], spec: DatasetSpec, seqlen: int, l
     if body < 1:
         raise DataError(f"seqlen={seqlen} is too short to concatenate samples")
     out, stream = [], []
-    for ids in _batches(tokenizer, docs, spec, False):
+    for ids in _token_ids(tokenizer, docs, spec, False):
         stream.extend(ids)
         stream.extend(eos)
         while len(stream) >= body and len(out) < limit:

@@ -26,8 +26,9 @@ _TRUTHY = ("1", "true", "yes", "on")
 
 
 def hub_offline() -> bool:
-    """Whether HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set to a true value."""
-    return any(os.environ.get(k, "").strip().lower() in _TRUTHY for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    """Whether the user asked for offline mode: HF_HUB_OFFLINE, HF_DATASETS_OFFLINE or TRANSFORMERS_OFFLINE is true."""
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(k, "").strip().lower() in _TRUTHY for k in names)
 
 
 def _document(item: Any, where: str) -> Any:
@@ -130,7 +131,7 @@ class HubDataset:
         except ArError:
             raise
         except Exception as exc:  # network, cache, schema: all mean this source cannot be used now
-            state = ("the Hugging Face hub is unreachable (offline mode is set: HF_HUB_OFFLINE/HF_DATASETS_OFFLINE) "
+            state = ("the Hugging Face hub is unreachable (offline mode is set or no connection) "
                      "and it is not in the local datasets cache" if hub_offline() or isinstance(exc, ConnectionError)
                      else f"loading failed ({type(exc).__name__}: {exc})")
             raise DataError(f"cannot load hub dataset {self.repo!r} split {split!r}: {state}; "

@@ -2,8 +2,9 @@
 
 * `,` separates datasets and `:` separates a dataset's options; whitespace around items is ignored.
 * Options: `num=N` (samples from this dataset), `concat` / `concat=true|false` (join texts and cut them into
-  seqlen chunks), `split=a+b` (hub splits to read), `apply_chat_template` / `apply_chat_template=true|false`,
-  `system_prompt="..."` (also turns the chat template on; applies to its own dataset only).
+  seqlen chunks), `split=a+b` (hub splits to read), `apply_chat_template` / `apply_chat_template=true|false`
+  (unset: only conversations use the template), `system_prompt="..."` (also turns the chat template on; applies
+  to its own dataset only).
 * Values may be quoted with `"` or `'`, so a system prompt can hold commas and colons; `\\` escapes a quote.
 Example: `./calib.jsonl:num=64,wiki:concat,mbpp:num=32:split=train+validation`.
 """
@@ -30,7 +31,7 @@ class DatasetSpec:
     num: int | None = None
     concat: bool | None = None
     split: tuple[str, ...] | None = None
-    apply_chat_template: bool = False
+    apply_chat_template: bool | None = None
     system_prompt: str | None = None
 
 
@@ -134,7 +135,8 @@ def _parse_dataset(parts: list[str], spec: str) -> DatasetSpec:
             seen[key] = value
     if "system_prompt" in seen and seen.get("apply_chat_template") is False:
         raise DataError(f"{where}: system_prompt needs the chat template, but apply_chat_template=false is given")
-    seen.setdefault("apply_chat_template", "system_prompt" in seen)
+    if "system_prompt" in seen:
+        seen["apply_chat_template"] = True
     return DatasetSpec(name=name, **seen)
 
 

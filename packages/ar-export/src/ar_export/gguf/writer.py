@@ -156,15 +156,29 @@ def write_gguf(model, tokenizer, out_path: str | os.PathLike, mix: str = "q4_k_m
 
     `quantized` maps HF module names to SignRound records, packed as is; other weights get optimized RTN with the
     per-tensor `mix` rules, weighted by `imatrix` (module name -> per-input-channel importance) when given.
-    The file is written to a temporary name and renamed at the end.
     """
+    return write_tensors(model, tokenizer, out_path, mix, export_tensors(model, mix, quantized, imatrix))
+
+
+def write_tensors(model, tokenizer, out_path: str | os.PathLike, mix: str, tensors: list[GGUFTensor]) -> Path:
+    """Write already encoded `tensors` (from export_tensors) with `model`'s hparams and `tokenizer`'s vocabulary.
+    The file is written under a temporary name and renamed at the end."""
     mix = check_mix(mix)
     arch = get_arch(model.config)
-    tensors = export_tensors(model, mix, quantized, imatrix)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.name + ".tmp")
-    w = gguf.GGUFWriter(tmp, arch.gguf_name)
+    try:
+        _write(model, tokenizer, tmp, mix, arch, tensors)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, out_path)
+    return out_path
+
+
+def _write(model, tokenizer, path: Path, mix: str, arch, tensors: list[GGUFTensor]) -> None:
+    w = gguf.GGUFWriter(path, arch.gguf_name)
     w.add_name(Path(str(getattr(model.config, "_name_or_path", "") or "model")).name or "model")
     w.add_file_type(int(getattr(gguf.LlamaFileType, FILE_TYPES[mix])))
     w.add_quantization_version(gguf.GGML_QUANT_VERSION)
@@ -182,6 +196,3 @@ def write_gguf(model, tokenizer, out_path: str | os.PathLike, mix: str = "q4_k_m
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    os.replace(tmp, out_path)
-    return out_path
-

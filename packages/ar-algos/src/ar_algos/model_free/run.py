@@ -1,0 +1,138 @@
+"""`quantize_model_free`: RTN straight from safetensors shards to a packed checkpoint, without loading the model.
+
+    result = quantize_model_free("path/to/model", "out/model-w4", scheme="W4A16", workers=4)
+
+Each source shard is one task: a worker reads its tensors one by one, quantizes the planned layers with plain RTN
+(what the regular path does for iters=0, disable_opt_rtn=True) and packs them with the registered format writer's
+own per-layer packing, so the bytes match the regular path's export. The parts are then streamed into the final
+shards inside an atomic output directory.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ar_core.errors import SchemeError, field_error
+from ar_core.io import atomic_output_dir
+from ar_core.layer_config import Plan, resolve_plan
+from ar_core.presets import parse_scheme
+from ar_core.registry import FORMATS
+from ar_core.scheme import QuantScheme
+
+from .context import ShapeContext
+from .layers import Layout, describe
+from .output import copy_side_files, source_config, write_config, write_tensors
+from .source import Checkpoint, read_checkpoint
+from .worker import ShardTask, describe_layers, run_tasks, task_path
+
+SUPPORTED = "int weight-only with bits 2/4/8 (sym or asym, any group size), MXFP4/MXFP8 (mx_fp, group 32) or 16-bit"
+ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+
+
+@dataclass
+class ModelFreeResult:
+    """Where the checkpoint went, the plan used, wall seconds, and the peak tensor bytes a worker or the final
+    shard writer held (the largest source shard for comparison)."""
+
+    path: Path
+    plan: Plan
+    seconds: float
+    worker_peak_bytes: int
+    output_peak_bytes: int
+    largest_source_shard_bytes: int
+
+
+def supported(s: QuantScheme) -> bool:
+    """Whether model-free mode can produce layers quantized with `s`."""
+    if not s.is_quantized:
+        return True
+    if s.data_type == "int":
+        return s.bits in (2, 4, 8) and not s.quantizes_activations
+    return s.data_type == "mx_fp" and s.bits in (4, 8)
+
+
+def _check_schemes(plan: Plan) -> None:
+    for name, s in plan.schemes().items():
+        if not supported(s):
+            raise field_error(SchemeError, f"scheme of layer {name!r}", s.to_dict(),
+                              f"model-free mode supports {SUPPORTED}; use the regular path (AutoRound) for it")
+
+
+def regular_run_info(plan: Plan) -> dict[str, Any]:
+    """The run_info the regular path (AutoRound with iters=0, disable_opt_rtn=True) hands to the writer."""
+    from ..config import make_config
+
+    cfg = make_config(iters=0, disable_opt_rtn=True)
+    return {"algorithm": cfg.algorithm, "knobs": cfg.to_dict(), "plan": plan.to_json()}
+
+
+def _model_dtype(ckpt: Checkpoint, layout: Layout) -> torch.dtype:
+    for key in layout.order:
+        dt = ST_DTYPES.get(ckpt.tensors[key].dtype)
+        if dt is not None:
+            return dt
+    return torch.float16
+
+
+def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: torch.dtype, tmp: Path,
+           layers: list) -> list[ShardTask]:
+    quant = {f"{n}.weight": (n, n in layout.transposed) for n in plan.quantized()}
+    tasks = []
+    for i, shard in enumerate(ckpt.shards):
+        keys = [k for k in layout.order if ckpt.tensors[k].shard == shard]
+        tasks.append(ShardTask(str(ckpt.path / shard), task_path(tmp, i), keys,
+                               {k: quant[k] for k in keys if k in quant}, layers, writer,
+                               str(dtype).removeprefix("torch.")))
+    return tasks
+
+
+def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: Any = "W4A16",
+                        layer_config: dict | None = None, ignore_layers: Any = None, quant_lm_head: bool = False,
+                        format: str = "auto_round", workers: int = 1, max_shard_size: int | str = "5GB",
+                        overwrite: bool = False, use_meta: bool = True) -> ModelFreeResult:
+    """Quantize the checkpoint in `model_dir` with RTN and write it to `output_dir` in `format`.
+
+    scheme / layer_config / ignore_layers / quant_lm_head: as for AutoRound (resolved by ar_core's resolve_plan
+    over layers described from the checkpoint; routers, embeddings, norms and the LM head stay 16-bit by default).
+    workers: processes quantizing shards in parallel (1 = in this process). Bad input raises ArError first.
+    """
+    start = time.perf_counter()
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise field_error(SchemeError, "workers", workers, "an int >= 1 (worker processes)")
+    default = parse_scheme(scheme)
+    ckpt = read_checkpoint(model_dir)
+    layout = describe(ckpt, use_meta)
+    plan = resolve_plan(layout.layers, default, layer_config=layer_config, ignore_layers=ignore_layers,
+                        quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
+                        format=format)
+    _check_schemes(plan)
+    writer = FORMATS.get(format)
+    writer.check({n: s for n, s in plan.schemes().items() if s.is_quantized})
+    layers = [(x.name, plan.entries[x.name].scheme, (x.out_features, x.in_features)) for x in layout.layers]
+    ctx = ShapeContext(layers, regular_run_info(plan), torch.float32)
+    for name, qt in ctx.quantized.items():
+        writer.check_layer(name, qt)
+    ctx.dtype = writer.save_dtype(ctx.quantized) or _model_dtype(ckpt, layout)
+    out_parent = Path(output_dir).absolute().parent
+    out_parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output_dir(output_dir, overwrite=overwrite) as out, \
+            tempfile.TemporaryDirectory(prefix=".model-free-parts-", dir=out_parent) as parts:
+        tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers))
+        results = {r.target: r for r in run_tasks(tasks, workers)}
+        target = {key: task.target for task in tasks for key in task.keys}
+        where = {n: target[key] for key in layout.order for n in results[target[key]].outputs[key]}
+        write_tensors(where, out, max_shard_size)
+        write_config(writer, source_config(ckpt.path, ckpt.config), writer.quant_config(ctx), ctx, out)
+        copy_side_files(ckpt.path, out)
+        written = read_checkpoint(out)
+        out_peak = max(written.shard_bytes(s) for s in written.shards)
+    return ModelFreeResult(Path(output_dir), plan, time.perf_counter() - start,
+                           max(r.peak_bytes for r in results.values()), out_peak,
+                           max(ckpt.shard_bytes(s) for s in ckpt.shards))
+

@@ -1,0 +1,109 @@
+"""One worker's job: quantize the layers of one source shard with RTN and pack them with the format writer.
+
+Tensors are read one at a time from the shard (memory-mapped), so a worker holds at most the packed output of
+its shard plus the tensor being quantized; the packed tensors go to a temporary safetensors file.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ar_core.plan.types import scheme_from_dict
+from ar_core.quant import quantize
+
+from .context import ShapeContext
+
+
+@dataclass
+class ShardTask:
+    """What to do with one shard: `quant` maps tensor key -> (layer name, transposed); `layers` describes every
+    linear layer as (name, scheme dict, (out, in)) for the writer's context; other keys are copied (cast to dtype).
+    `writer` is the format writer object (picklable: worker processes re-import its module)."""
+
+    source: str
+    target: str
+    keys: list[str]
+    quant: dict[str, tuple[str, bool]]
+    layers: list[tuple[str, dict, tuple[int, int]]]
+    writer: Any
+    dtype: str
+
+
+@dataclass
+class ShardResult:
+    """Output tensor names produced per source key (in order), peak tensor bytes held and seconds spent."""
+
+    target: str
+    outputs: dict[str, list[str]] = field(default_factory=dict)
+    peak_bytes: int = 0
+    seconds: float = 0.0
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def quantize_shard(task: ShardTask) -> ShardResult:
+    """Run one ShardTask (also the entry point of worker processes)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    start = time.perf_counter()
+    writer = task.writer
+    dtype = getattr(torch, task.dtype)
+    layers = [(n, scheme_from_dict(s), tuple(shape)) for n, s, shape in task.layers]
+    ctx = ShapeContext(layers, {}, dtype)
+    schemes = {n: s for n, s, _ in layers}
+    result = ShardResult(task.target)
+    out: dict[str, torch.Tensor] = {}
+    held = 0
+    with safe_open(task.source, framework="pt") as f:
+        for key in task.keys:
+            t = f.get_tensor(key)
+            result.peak_bytes = max(result.peak_bytes, held + _nbytes(t))
+            if key in task.quant:
+                name, transposed = task.quant[key]
+                qt = quantize(t.t() if transposed else t, schemes[name])
+                packed = {f"{name}.{suffix}": v.contiguous() for suffix, v in writer.layer_tensors(name, qt, ctx).items()}
+            else:
+                packed = {key: t.to(dtype) if t.is_floating_point() else t}
+            del t
+            out.update(packed)
+            held += sum(_nbytes(v) for v in packed.values())
+            result.outputs[key] = list(packed)
+            result.peak_bytes = max(result.peak_bytes, held)
+    save_file(out, task.target, metadata={"format": "pt"})
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(1)
+
+
+def run_tasks(tasks: list[ShardTask], workers: int) -> list[ShardResult]:
+    """Run the tasks in this process (workers=1) or in a pool of `workers` spawned processes."""
+    if workers <= 1 or len(tasks) <= 1:
+        return [quantize_shard(t) for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                             initializer=_init_worker) as pool:
+        return list(pool.map(quantize_shard, tasks))
+
+
+def describe_layers(layers: list[tuple[str, Any, tuple[int, int]]]) -> list[tuple[str, dict, tuple[int, int]]]:
+    """(name, QuantScheme, shape) -> picklable (name, scheme dict, shape)."""
+    return [(n, s.to_dict(), tuple(shape)) for n, s, shape in layers]
+
+
+def task_path(tmp: Path, index: int) -> str:
+    """File a worker writes the packed tensors of source shard `index` to."""
+    return str(tmp / f"part-{index:05d}.safetensors")

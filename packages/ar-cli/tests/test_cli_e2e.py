@@ -1,0 +1,67 @@
+"""End-to-end: every `ar` subcommand as a subprocess on the embedded SmolLM2-135M (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+# Runs ar_cli.main in a fresh interpreter; registers the auto_round writer only when no entry point provides it.
+LAUNCH = ("import sys; from ar_core.registry import FORMATS; import ar_export\n"
+          "if not FORMATS.is_available('auto_round'): FORMATS.register('auto_round', ar_export.get_writer('auto_round'))\n"
+          "from ar_cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+
+def ar(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `ar ARGS...` in a subprocess and return the finished process (text output)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([sys.executable, "-c", LAUNCH, *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def quantized(tmp_path_factory):
+    out = tmp_path_factory.mktemp("e2e")
+    proc = ar("quantize", "smollm2-135m", "--iters", "2", "--nsamples", "8", "--seqlen", "64", "--batch_size", "4",
+              "--group_size", "64", "--dataset", "pydoc", "--output_dir", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    path = out / "smollm2-135m-w4g64"
+    assert f"saved {path}" in proc.stdout
+    return path
+
+
+def test_inspect_quantized(quantized):
+    proc = ar("inspect", str(quantized), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads(proc.stdout)
+    schemes = info["scheme_counts"]
+    assert schemes["int 4-bit g64 sym"] == 30 * 7 and info["quant_method"] == "auto-round"
+    # 4 bits + an fp16 scale and a 4-bit zero point per 64 weights
+    assert {r["bits_per_weight"] for r in info["layers"] if r["packing"] != "-"} == {4 + 16 / 64 + 4 / 64}
+    assert info["consumers"]["vllm"]["ok"] and info["consumers"]["transformers"]["ok"]
+    assert not info["consumers"]["llama.cpp"]["ok"]
+    assert info["bits_per_weight"] < 16
+
+
+def test_eval_quantized_against_reference(quantized, tmp_path):
+    proc = ar("eval", str(quantized), "--reference", "smollm2-135m", "--windows", "8", "--save_json", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "KL divergence mean" in proc.stdout and "top-1 agreement" in proc.stdout
+    report = json.loads((tmp_path / f"{quantized.name}.json").read_text())
+    # The 16-bit model on 8x512 wiki windows without BOS: 23.92 from the GGUF in fp32, 23.77 from the bf16 copy.
+    assert report["ppl_reference"] == pytest.approx(23.8, abs=0.25)
+    assert report["ppl"] > report["ppl_reference"]
+    assert 0 < report["kl_mean"] < 0.5 and 0.6 < report["top1_agreement"] < 1.0
+    assert report["protocol"] == {"seqlen": 512, "stride": 512, "add_bos": False, "max_windows": 8}
+
+
+def test_list_formats_and_bad_flag():
+    proc = ar("list", "formats")
+    assert proc.returncode == 0 and "auto_round" in proc.stdout
+    proc = ar("quantize", "smollm2-135m", "--iters", "0", "--lr", "0.01")
+    assert proc.returncode == 2 and "--lr" in proc.stderr and "Traceback" not in proc.stderr
