@@ -20,8 +20,9 @@ from ar_core.presets import gguf_scheme, parse_scheme  # noqa: E402
 from ar_core.quant import quantize  # noqa: E402
 from ar_core.registry import Registry  # noqa: E402
 from ar_core.scheme import QuantScheme  # noqa: E402
-from ar_export.gguf import (FORMAT, dequantized_state_dict, export_tensors, layer_types,  # noqa: E402
-                            write_gguf)
+from ar_export.gguf import (FORMAT, dequantized_state_dict, export_tensors, layer_schemes,  # noqa: E402
+                            layer_types, write_gguf)
+from ar_export.gguf.format import mix_of  # noqa: E402
 
 TEXT = "Hello world, the quick brown fox jumps over the lazy dog 42 times."
 
@@ -93,6 +94,8 @@ def test_tuned_records_are_packed_as_is(tmp_path):
     model = tiny_llama()
     types = layer_types(model, "q4_k_m")
     assert types["model.layers.1.self_attn.v_proj"] == "q6_k"
+    schemes = layer_schemes(model, "q4_k_m")
+    assert schemes["model.layers.1.self_attn.v_proj"] == gguf_scheme("q6_k").replace(gguf="q4_k_m")
     quantized = {}
     g = torch.Generator().manual_seed(1)
     for name in ("model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.k_proj", "model.layers.1.mlp.down_proj"):
@@ -164,6 +167,9 @@ def test_format_plugin_saves_and_checks(tmp_path):
     assert gguf.GGUFReader(files[0]).get_field("general.file_type").contents() == 15  # MOSTLY_Q4_K_M
     assert FORMAT.supports(gguf_scheme("q6_k")) and FORMAT.supports(gguf_scheme("q8_0"))
     assert FORMAT.supports(QuantScheme(bits=16))
+    assert mix_of({"a": qt}, {"gguf": "Q3_K_L"}) == "Q3_K_L"
+    with pytest.raises(SchemeError, match="mix"):
+        mix_of({"a": quantize(w, gguf_scheme("q4_k"))}, {})
     w4 = parse_scheme("W4A16")
     assert not FORMAT.supports(w4)
     with pytest.raises(SchemeError, match="GGUF"):

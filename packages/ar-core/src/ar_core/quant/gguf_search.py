@@ -27,11 +27,14 @@ def search_scale_min(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, us
     span = hi - lo
     flat = span <= 0
     span = torch.where(flat, torch.ones_like(span), span)
-    sw, sx = _wsum(w), _wsum(w * x)
+    sw, sx, sx2 = _wsum(w), _wsum(w * x), _wsum(w * x * x)
 
-    def error(scale, mn, levels):
-        diff = scale * levels + mn - x
-        return _wsum(w * (diff.abs() if use_mad else diff * diff))
+    def error(scale, mn, levels, sl=None, sl2=None, sxl=None):
+        if use_mad or sl is None:
+            diff = scale * levels + mn - x
+            return _wsum(w * (diff.abs() if use_mad else diff * diff))
+        # weighted squared error expanded over the sums already at hand (no extra pass over x)
+        return (sx2 + scale * scale * sl2 + mn * mn * sw - 2 * scale * sxl - 2 * mn * sx + 2 * scale * mn * sl)
 
     iscale = nmax / span
     levels = torch.clamp(torch.round(iscale * (x - lo)), 0, nmax)
@@ -49,7 +52,7 @@ def search_scale_min(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, us
         pos = mn > 0
         scale = torch.where(pos, sxl / sl2.clamp(min=EPS), scale)
         mn = torch.where(pos, torch.zeros_like(mn), mn)
-        err = error(scale, mn, levels)
+        err = error(scale, mn, levels, sl, sl2, sxl)
         better = ok & (err < best_err)
         best_err = torch.where(better, err, best_err)
         best_scale = torch.where(better, scale, best_scale)

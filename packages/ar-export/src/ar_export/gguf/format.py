@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ar_core.errors import ArError, SchemeError, field_error
 from ar_core.io import atomic_output_dir
-from ar_core.presets import GGUF_TYPES
+from ar_core.presets import GGUF_MIXES, GGUF_TYPES
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
@@ -44,14 +45,22 @@ class GGUFFormat:
         """Write `<output_dir>/<name>-<mix>.gguf`; the mix comes from run_info['gguf'] or the records' scheme."""
         self.check({n: qt.scheme for n, qt in quantized.items()})
         run_info = run_info or {}
-        mix = run_info.get("gguf") or next((qt.scheme.gguf for qt in quantized.values() if qt.scheme.gguf), None)
-        if mix is None:
-            raise field_error(SchemeError, "gguf mix", None, "run_info['gguf'] or records with a GGUF:* scheme")
-        mix = check_mix(mix)
+        mix = check_mix(mix_of(quantized, run_info))
         stem = Path(str(getattr(model.config, "_name_or_path", "") or "model")).name or "model"
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
             write_gguf(model, tokenizer, tmp / f"{stem}-{mix}.gguf", mix, quantized, run_info.get("imatrix"))
         return Path(output_dir)
+
+
+def mix_of(quantized: dict[str, QuantizedTensor], run_info: dict[str, Any]) -> str:
+    """The llama.cpp mix of a save: run_info['gguf'], else the most common mix name among the records' schemes."""
+    if run_info.get("gguf"):
+        return run_info["gguf"]
+    tags = Counter(qt.scheme.gguf for qt in quantized.values() if qt.scheme.gguf in GGUF_MIXES)
+    if not tags:
+        raise field_error(SchemeError, "gguf mix", None,
+                          f"run_info['gguf'] or records tagged with a mix ({sorted(GGUF_MIXES)})")
+    return tags.most_common(1)[0][0]
 
 
 FORMAT = GGUFFormat()

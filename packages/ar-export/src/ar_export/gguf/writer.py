@@ -21,6 +21,7 @@ from ar_core.errors import SchemeError, field_error
 from ar_core.pack.gguf import CODECS, KQuant, pack_qtensor, rows_to_float, to_bf16_bits
 from ar_core.presets import GGUF_TYPES, gguf_scheme
 from ar_core.qtensor import QuantizedTensor
+from ar_core.scheme import QuantScheme
 from ar_core.quant import quantize
 
 from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
@@ -116,6 +117,14 @@ def layer_types(model, mix: str = "q4_k_m") -> dict[str, str]:
     """ggml type per 2-D weight module (e.g. 'model.layers.0.mlp.down_proj' -> 'q6_k') that write_gguf uses;
     tune a layer with `ar_core.presets.gguf_scheme(type)` so its record is packed as is."""
     return {spec.module: qtype for spec, qtype in plan_types(model, mix) if spec.tensor.ndim == 2}
+
+
+def layer_schemes(model, mix: str = "q4_k_m") -> dict[str, QuantScheme]:
+    """The scheme to tune each 2-D weight with so write_gguf packs its record as is: the math of the layer's ggml
+    type (after mix rules and row fallbacks), tagged gguf=<mix>; bf16 fallbacks get a 16-bit scheme."""
+    mix = check_mix(mix)
+    return {name: (gguf_scheme(qtype).replace(gguf=mix) if qtype in GGUF_TYPES else QuantScheme(bits=16))
+            for name, qtype in layer_types(model, mix).items()}
 
 
 def export_tensors(model, mix: str = "q4_k_m", quantized: dict[str, QuantizedTensor] | None = None,
