@@ -129,3 +129,25 @@ def test_progress_lines_are_plain_text_off_a_tty():
     assert re.fullmatch(r"block 3/30  loss 0\.0012 -> 0\.00041  2\.0s  ETA 54\.0s  RAM \d+\.\d GB( .*)?", line), line
     p.block(3, 4.0)
     assert "ETA 1m18s" in stream.getvalue().splitlines()[1]  # mean 3 s/block x 26 blocks left
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("low_gpu_mem_usage", [False, True])
+def test_cuda_blocks_match_cpu_and_return_to_cpu(low_gpu_mem_usage):
+    _, cpu = _ar(amp=False).quantize()
+    ar = _ar(device="cuda", amp=False, low_gpu_mem_usage=low_gpu_mem_usage)
+    model, gpu = ar.quantize()
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    for name in cpu:
+        agree = (cpu[name].codes == gpu[name].codes).float().mean().item()
+        assert agree > 0.95, (name, agree)
+
+
+def test_low_gpu_mem_usage_and_fp_input_chain_run_on_cpu():
+    _, a = _ar().quantize()
+    _, b = _ar(low_gpu_mem_usage=True).quantize()
+    assert all(torch.equal(a[n].codes, b[n].codes) for n in a)
+    _, c = _ar(enable_quanted_input=False).quantize()
+    first = "model.layers.0.self_attn.q_proj"
+    assert torch.equal(a[first].codes, c[first].codes)  # block 0 sees the same input either way
+    assert any(not torch.equal(a[n].codes, c[n].codes) for n in a if ".layers.1." in n)

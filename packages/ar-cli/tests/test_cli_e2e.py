@@ -27,8 +27,8 @@ def ar(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def quantized(tmp_path_factory):
     out = tmp_path_factory.mktemp("e2e")
-    proc = ar("quantize", "smollm2-135m", "--iters", "2", "--nsamples", "8", "--seqlen", "64", "--batch_size", "4",
-              "--group_size", "64", "--dataset", "pydoc", "--output_dir", str(out))
+    proc = ar("quantize", "smollm2-135m", "--iters", "0", "--nsamples", "8", "--seqlen", "64", "--group_size", "64",
+              "--asym", "--dataset", "pydoc", "--output_dir", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     path = out / "smollm2-135m-w4g64"
     assert f"saved {path}" in proc.stdout
@@ -40,7 +40,7 @@ def test_inspect_quantized(quantized):
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads(proc.stdout)
     schemes = info["scheme_counts"]
-    assert schemes["int 4-bit g64 sym"] == 30 * 7 and info["quant_method"] == "auto-round"
+    assert schemes["int 4-bit g64 asym"] == 30 * 7 and info["quant_method"] == "auto-round"
     # 4 bits + an fp16 scale and a 4-bit zero point per 64 weights
     assert {r["bits_per_weight"] for r in info["layers"] if r["packing"] != "-"} == {4 + 16 / 64 + 4 / 64}
     assert info["consumers"]["vllm"]["ok"] and info["consumers"]["transformers"]["ok"]
@@ -49,15 +49,17 @@ def test_inspect_quantized(quantized):
 
 
 def test_eval_quantized_against_reference(quantized, tmp_path):
-    proc = ar("eval", str(quantized), "--reference", "smollm2-135m", "--windows", "8", "--save_json", str(tmp_path))
+    proc = ar("eval", str(quantized), "--reference", "smollm2-135m", "--windows", "4", "--save_json", str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "KL divergence mean" in proc.stdout and "top-1 agreement" in proc.stdout
     report = json.loads((tmp_path / f"{quantized.name}.json").read_text())
-    # The 16-bit model on 8x512 wiki windows without BOS: 23.92 from the GGUF in fp32, 23.77 from the bf16 copy.
-    assert report["ppl_reference"] == pytest.approx(23.8, abs=0.25)
-    assert report["ppl"] > report["ppl_reference"]
+    # The 16-bit model on the first 4x512 windows of ar_core's wiki test split, no BOS: 23.71 (23.72 straight from
+    # the GGUF in fp32; the assets notes' 24.05 used a differently cleaned copy of the same articles).
+    assert report["ppl_reference"] == pytest.approx(23.71, abs=0.15)
+    # Naive asymmetric RTN W4 g64 reaches 30.38 on the same windows.
+    assert report["ppl_reference"] < report["ppl"] < 2 * report["ppl_reference"]
     assert 0 < report["kl_mean"] < 0.5 and 0.6 < report["top1_agreement"] < 1.0
-    assert report["protocol"] == {"seqlen": 512, "stride": 512, "add_bos": False, "max_windows": 8}
+    assert report["protocol"] == {"seqlen": 512, "stride": 512, "add_bos": False, "max_windows": 4}
 
 
 def test_list_formats_and_bad_flag():

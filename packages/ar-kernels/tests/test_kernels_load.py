@@ -44,7 +44,8 @@ def test_auto_round_auto_gptq_and_generate(tmp_path):
 
 def test_auto_round_raw_zeros_with_extra_config(tmp_path):
     model = tiny_model()
-    layers = quantize_block_linears(model, sym=False, packing="gptq_v2", skip=("k_proj",), bits_by_suffix={"down_proj": 8})
+    layers = quantize_block_linears(model, sym=False, packing="gptq_v2", skip=("k_proj",),
+                                    bits_by_suffix={"down_proj": 8})
     extra = {f"model.layers.{i}.mlp.down_proj": {"bits": 8} for i in range(2)}
     extra[".*k_proj.*"] = {"bits": 16}
     ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
@@ -57,7 +58,8 @@ def test_auto_round_raw_zeros_with_extra_config(tmp_path):
 
 def test_auto_round_awq(tmp_path):
     model = tiny_model()
-    ref = save_quantized(tmp_path, model, quantize_block_linears(model, sym=False, packing="awq"), {"quantization_config": {
+    layers = quantize_block_linears(model, sym=False, packing="awq")
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "auto-round", "packing_format": "auto_round:auto_awq", "bits": 4, "group_size": 32,
         "sym": False}})
     assert_same_logits(tmp_path, ref)
@@ -81,7 +83,8 @@ def test_gptq_with_dynamic_and_g_idx(tmp_path):
 
 def test_awq_with_modules_to_not_convert(tmp_path):
     model = tiny_model()
-    ref = save_quantized(tmp_path, model, quantize_block_linears(model, sym=False, packing="awq", skip=("o_proj",)), {
+    layers = quantize_block_linears(model, sym=False, packing="awq", skip=("o_proj",))
+    ref = save_quantized(tmp_path, model, layers, {
         "quantization_config": {"quant_method": "awq", "bits": 4, "group_size": 32, "zero_point": True,
                                 "version": "gemm", "modules_to_not_convert": ["o_proj"]}})
     assert_same_logits(tmp_path, ref)
@@ -109,6 +112,26 @@ def test_compressed_tensors_pack_quantized(tmp_path):
     ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "compressed-tensors", "format": "pack-quantized", "ignore": ["lm_head"],
         "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights}}}}, to_ct)
+    assert_same_logits(tmp_path, ref)
+
+
+def test_compressed_tensors_int_quantized_w8a8(tmp_path):
+    model = tiny_model()
+    layers = quantize_block_linears(model, bits=8, group_size=-1, sym=True, packing="gptq_v2")
+
+    def to_ct(state):
+        for name, (qt, _) in layers.items():
+            for k in ("qweight", "qzeros", "scales"):
+                del state[f"{name}.{k}"]
+            state[f"{name}.weight"] = (qt.codes.int() - qt.zero).to(torch.int8)
+            state[f"{name}.weight_scale"] = qt.scale.to(torch.float16)
+        return state
+
+    act = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "token", "dynamic": True}
+    weights = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
+        "quant_method": "compressed-tensors", "format": "int-quantized", "ignore": ["lm_head"],
+        "config_groups": {"group_0": {"targets": ["Linear"], "weights": weights, "input_activations": act}}}}, to_ct)
     assert_same_logits(tmp_path, ref)
 
 
@@ -156,6 +179,21 @@ def test_auto_round_fp8_weight_only(tmp_path):
               for i, n in enumerate(block_linears(model))}
     ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
         "quant_method": "auto-round", "bits": 8, "group_size": -1, "sym": True, "data_type": "fp"}})
+    assert_same_logits(tmp_path, ref)
+
+
+def test_auto_round_fp8_block_with_scale_inv(tmp_path):
+    model = tiny_model()
+    layers = {n: (random_fp8_qt(*model.get_submodule(n).weight.shape, (32, 32), seed=i), "fp8")
+              for i, n in enumerate(block_linears(model)) if "o_proj" not in n}
+
+    def rename(state):
+        return {k.replace(".weight_scale", ".weight_scale_inv"): v for k, v in state.items()}
+
+    ref = save_quantized(tmp_path, model, layers, {"quantization_config": {
+        "quant_method": "auto-round", "bits": 8, "data_type": "fp", "sym": True, "fmt": "e4m3",
+        "weight_block_size": [32, 32], "ignored_layers": [f"model.layers.{i}.self_attn.o_proj" for i in range(2)]}},
+        rename)
     assert_same_logits(tmp_path, ref)
 
 

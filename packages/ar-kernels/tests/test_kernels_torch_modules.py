@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from ar_core.errors import ArError, CheckpointError
+from ar_core.quant import quantize
+from ar_core.scheme import QuantScheme
 from ar_kernels.qlinear import TORCH_MODULES, GPTQLinear
 from ar_kernels.testing import (random_fp8_qt, random_int_qt, random_mx_qt, random_nvfp4_qt,
                                 reference_weight)
@@ -26,7 +28,8 @@ def _check(module, qt, bias=None, dtypes=(torch.float32, torch.float16)):
         assert _rel_err(y, ref) < TOL[dtype], dtype
 
 
-INT_CASES = [(p, b, gs, sym) for p in ("gptq", "gptq_v2") for b in (2, 3, 4, 8) for gs, sym in ((32, True), (64, False))]
+INT_CASES = [(p, b, gs, sym) for p in ("gptq", "gptq_v2") for b in (2, 3, 4, 8)
+             for gs, sym in ((32, True), (64, False))]
 
 
 @pytest.mark.parametrize("packing,bits,group_size,sym", INT_CASES)
@@ -73,7 +76,8 @@ def test_mlx_layout(bits):
     module = TORCH_MODULES["mlx"].from_quantized(qt)
     # biases are stored in fp16 (the format), so the reference uses the stored scales/biases with exact codes
     gs = 64
-    w64 = module.scales.double().repeat_interleave(gs, 1) * qt.codes.double() + module.biases.double().repeat_interleave(gs, 1)
+    w64 = (module.scales.double().repeat_interleave(gs, 1) * qt.codes.double()
+           + module.biases.double().repeat_interleave(gs, 1))
     assert torch.allclose(module.dequantize_weight().double(), w64, atol=1e-6)
     assert _rel_err(module(torch.ones(2, 128)), torch.ones(2, 128).double() @ w64.t()) < 1e-5
     assert (w64 - reference_weight(qt)).abs().max() < 1e-3
@@ -131,3 +135,23 @@ def test_cache_weight_reuses_dequantized_tensor():
     first = module._cached
     module(x)
     assert module._cached is first and first is not None
+
+
+CORE_CASES = [("gptq", {"bits": 3, "group_size": 32}), ("gptq_v2", {"bits": 2, "group_size": 32, "sym": False}),
+              ("awq", {"bits": 4, "group_size": 32, "sym": False}), ("mlx", {"bits": 6, "group_size": 32}),
+              ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp"}),
+              ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp_rceil"}),
+              ("mxfp8", {"bits": 8, "group_size": 32, "data_type": "mx_fp"}),
+              ("nvfp4", {"bits": 4, "group_size": 16, "data_type": "nv_fp"}),
+              ("fp8", {"bits": 8, "group_size": -1, "data_type": "fp"}),
+              ("fp8", {"bits": 8, "group_size": (32, 32), "data_type": "fp"})]
+
+
+@pytest.mark.parametrize("packing,fields", CORE_CASES)
+def test_records_from_ar_core_quantizers(packing, fields):
+    qt = quantize(torch.randn(64, 96) * 0.05, QuantScheme(**fields))
+    module = TORCH_MODULES[packing].from_quantized(qt, None, packing)
+    core = qt.dequantize().double()
+    assert torch.allclose(reference_weight(qt), core, atol=1e-7)
+    tol = 1e-3 * float(core.abs().max()) if packing == "mlx" else 1e-7  # MLX stores biases in fp16
+    assert torch.allclose(module.dequantize_weight().double(), core, atol=tol)

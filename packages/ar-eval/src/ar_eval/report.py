@@ -38,7 +38,10 @@ def evaluate(model: str | Path, reference: str | Path | None = None, text: str =
         ref = load_model(reference, device)
         res = kl_divergence(qmodel, ref, ids, protocol, bos, progress).to_dict()
         report.update(ppl=res.pop("ppl_quantized"), **res)
-    n_params = count_parameters(reference) if reference and Path(reference).is_dir() else None
+    if reference and Path(reference).is_dir():
+        n_params = count_parameters(reference)
+    else:  # a GGUF file loads dequantized, so its parameters are the 16-bit model's
+        n_params = sum(p.numel() for p in qmodel.parameters()) if Path(model).suffix == ".gguf" else None
     report.update(size_report(model, n_params).to_dict())
     return report
 

@@ -85,7 +85,7 @@ def reference_weight(qt: QuantizedTensor) -> torch.Tensor:
         scale = scale.expand(out, -1)
         zero = qt.zero.double().expand(out, -1)
         return _per_input(scale, gs, k) * (qt.codes.double() - _per_input(zero, gs, k))
-    if s.data_type in ("mx_fp", "nv_fp") and s.bits == 4:
+    if s.data_type in ("mx_fp", "mx_fp_rceil", "nv_fp") and s.bits == 4:
         c = qt.codes.long()
         vals = torch.where(c >= 8, -_E2M1[c & 7], _E2M1[c & 7])
         w = vals * _per_input(scale, s.group_size, k)
@@ -94,7 +94,7 @@ def reference_weight(qt: QuantizedTensor) -> torch.Tensor:
         return w
     codes = qt.codes.view(torch.float8_e4m3fn) if qt.codes.dtype == torch.uint8 else qt.codes
     vals = codes.double()
-    if s.data_type == "mx_fp":
+    if s.data_type.startswith("mx_fp"):
         return vals * _per_input(scale, 32, k)
     if scale.numel() == 1:
         return vals * scale.reshape(())

@@ -5,7 +5,7 @@
                 partial sums [SPLIT_K, M, N] are summed afterwards (deterministic, no atomics)
 
 Weights are dequantized in float32 as scale * (q - zero); the product runs in the input dtype (fp16/bf16) or
-float32 with float32 accumulation. Under TRITON_INTERPRET=1, bf16 tiles are upcast before tl.dot (the interpreter
+float32 (IEEE, not TF32) with float32 accumulation. Under TRITON_INTERPRET=1, bf16 tiles are upcast before tl.dot (the interpreter
 multiplies raw bf16 bits otherwise).
 """
 
@@ -57,7 +57,7 @@ def gptq_gemm_kernel(a_ptr, qweight_ptr, scales_ptr, qzeros_ptr, c_ptr, M, N, K,
         w = _dequant_tile(qweight_ptr, scales_ptr, qzeros_ptr, offs_k, offs_n, mask_k, mask_n, N, group_size,
                           BITS, ZERO_PLUS_ONE)
         if DOT_FP32:
-            acc += tl.dot(a.to(tl.float32), w)
+            acc += tl.dot(a.to(tl.float32), w, input_precision="ieee")
         else:
             acc += tl.dot(a, w.to(a.dtype))
     tl.store(c_ptr + offs_m[:, None] * stride_cm + offs_n[None, :], acc, mask=mask_m[:, None] & mask_n[None, :])
@@ -95,7 +95,7 @@ def _interpreting() -> bool:
 def gptq_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, qzeros: torch.Tensor, bits: int,
                 group_size: int, zero_plus_one: bool, gemv_below: int = 16) -> torch.Tensor:
     """x [M, K] @ dequant(W) -> [M, N] in x.dtype; GEMM kernel for M >= gemv_below, split-K GEMV otherwise."""
-    x = x.contiguous()
+    x, qweight, scales, qzeros = x.contiguous(), qweight.contiguous(), scales.contiguous(), qzeros.contiguous()
     m, k = x.shape
     n = scales.shape[1]
     if m >= gemv_below:
@@ -108,13 +108,14 @@ def gptq_matmul(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, qz
                                DOT_FP32=x.dtype == torch.float32 or (_interpreting() and x.dtype == torch.bfloat16),
                                BLOCK_M=block_m, BLOCK_N=64, BLOCK_K=block_k)
         return out.to(x.dtype)
-    block_k = 32
+    block_m = max(2, triton.next_power_of_2(m))
+    block_k = 32 if block_m <= 4 else 16  # keeps the [BLOCK_M, BLOCK_K, BLOCK_N] product tile small
     split_k = max(1, min(k // 256, 16))
     k_per_split = triton.cdiv(triton.cdiv(k, split_k), block_k) * block_k
     split_k = triton.cdiv(k, k_per_split)
     partial = torch.empty(split_k, m, n, device=x.device, dtype=torch.float32)
     grid = (triton.cdiv(n, 64), split_k)
     gptq_gemv_kernel[grid](x, qweight, scales, qzeros, partial, m, n, k, group_size, k_per_split, x.stride(0),
-                           BITS=bits, ZERO_PLUS_ONE=zero_plus_one, BLOCK_M=max(2, triton.next_power_of_2(m)),
+                           BITS=bits, ZERO_PLUS_ONE=zero_plus_one, BLOCK_M=block_m,
                            BLOCK_N=64, BLOCK_K=block_k)
     return partial.sum(0).to(x.dtype)

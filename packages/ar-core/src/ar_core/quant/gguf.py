@@ -109,8 +109,9 @@ class IntAsymDQ(DataType):
             d = fp16_ste(d.reshape(rows, -1, 1))
             ints = ints.reshape(rows, -1, nsub)
         else:
-            d = fp16_ste(v3.amax(-1, keepdim=True) / top)
-            ints = torch.clamp(round_ste(v3 / _safe(d)), 0, top)
+            vmax = v3.amax(-1, keepdim=True)
+            ints = torch.clamp(round_ste(v3 * (top / _safe(vmax))), 0, top)  # llama.cpp: integers from fp32 max
+            d = fp16_ste(vmax / top)
         return d, ints.reshape(rows, g, 1), (d * ints).reshape(rows, g, 1)
 
     def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):

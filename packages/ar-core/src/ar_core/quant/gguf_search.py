@@ -41,8 +41,10 @@ def search_scale_min(x, w, nmax: int, rmin: float, rdelta: float, nstep: int, us
     best_scale, best_min = 1 / iscale, lo
     best_err = error(best_scale, best_min, levels)
     for i in range(nstep + 1):
-        iscale = (rmin + rdelta * i + nmax) / span
-        levels = torch.clamp(torch.round(iscale * (x - lo)), 0, nmax)
+        # like llama.cpp, later candidates are measured from the best min found so far
+        cur_span = torch.where(flat, span, (hi - best_min).clamp(min=EPS))
+        iscale = (rmin + rdelta * i + nmax) / cur_span
+        levels = torch.clamp(torch.round(iscale * (x - best_min)), 0, nmax)
         sl, sl2, sxl = _wsum(w * levels), _wsum(w * levels * levels), _wsum(w * levels * x)
         det = sw * sl2 - sl * sl
         ok = det > 0

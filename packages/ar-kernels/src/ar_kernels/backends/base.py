@@ -24,8 +24,9 @@ class Backend:
     """Capabilities and priority of one backend; `modules` is "pkg.module:ATTR", a dict packing -> QuantLinear class.
 
     A field set to None accepts any value. `auto_devices` (default: `devices`) are the device types where
-    automatic selection may pick the backend; elsewhere it runs only when asked for by name. `checks` are extra predicates (scheme, packing, device, in, out) that
-    return a reason string when the layer cannot run, else None. Higher `priority` wins among capable backends.
+    automatic selection may pick the backend; elsewhere it runs only when asked for by name. `checks` are extra
+    predicates (scheme, packing, device, in, out) that return a reason string when the layer cannot run, else None.
+    Higher `priority` wins among capable backends.
     """
 
     name: str

@@ -20,6 +20,7 @@ from .plan import LayerPlan, plan_layers, quant_method
 log = logging.getLogger(__name__)
 
 _STORED_AS = {"gptq": "qweight", "gptq_v2": "qweight", "awq": "qweight", "pack_quantized": "weight_packed",
+              "int_quantized": "int8",
               "mxfp4": "weight_packed", "nvfp4": "weight_packed", "mlx": "mlx", "fp8": "float8", "mxfp8": "float8"}
 _QUANT_SUFFIXES = ("qweight", "qzeros", "scales", "biases", "weight_packed", "weight_scale", "weight_zero_point",
                    "weight_global_scale", "g_idx", "weight_scale_inv")
@@ -56,6 +57,8 @@ def _stored_kind(tensors: dict[str, torch.Tensor]) -> str:
     w = tensors.get("weight")
     if w is None:
         return "nothing"
+    if w.dtype == torch.int8:
+        return "int8"
     return "float8" if w.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) else "float"
 
 
@@ -100,15 +103,17 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
                 device: torch.device, backend: str | None, dtype: torch.dtype):
     """Select a backend for one layer and build its QuantLinear; returns (module, backend name, reason)."""
     qt, packing = None, plan.packing
-    if packing == "pack_quantized":
-        qt, packing = compressed.to_quantized(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
-    chosen, reason = select_backend(plan.scheme, packing, device, in_features, out_features, backend,
+    if packing in ("pack_quantized", "int_quantized"):
+        read = compressed.to_quantized if packing == "pack_quantized" else compressed.int8_to_quantized
+        qt, packing = read(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
+    scheme = plan.scheme if qt is None else qt.scheme
+    chosen, reason = select_backend(scheme, packing, device, in_features, out_features, backend,
                                     layer=name, dtype=dtype)
     cls = chosen.module_class(packing)
     if qt is not None:
         module = cls.from_quantized(qt, tensors.get("bias"), packing)
     else:
-        module = cls.from_tensors(tensors, in_features, out_features, plan.scheme, packing, layer=name)
+        module = cls.from_tensors(tensors, in_features, out_features, scheme, packing, layer=name)
     return module, chosen.name, reason
 
 
@@ -125,6 +130,9 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     path = Path(path)
     q = quantization_config(path)
     method = quant_method(q)
+    groups = (q.get("config_groups") or {}).values()
+    if int(q.get("act_bits") or 16) < 16 or any(g.get("input_activations") for g in groups):
+        log.warning("%s: activation quantization is not simulated; layers multiply unquantized activations", path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     device = resolve_device(device)
     dtype = dtype or getattr(config, "dtype", None) or torch.float32

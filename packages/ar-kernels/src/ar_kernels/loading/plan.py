@@ -2,7 +2,7 @@
 
 Handles quant_method auto-round (packing_format auto_round:auto_gptq / auto_round / auto_round:gptqmodel /
 auto_round:auto_awq / auto_round:llm_compressor / mlx, plus FP8 without a packing_format), gptq, awq,
-compressed-tensors (pack-quantized, mxfp4/nvfp4-pack-quantized, float-quantized, mxfp8-quantized) and the mlx
+compressed-tensors (pack-quantized, int-quantized, mxfp4/nvfp4-pack-quantized, float-quantized, mxfp8-quantized) and the mlx
 `quantization` dict. `layers` maps every nn.Linear name of the model to (in_features, out_features).
 """
 
@@ -36,8 +36,7 @@ def _scheme(layer: str, **fields: Any) -> QuantScheme:
     gs = fields.get("group_size", 128)
     if isinstance(gs, list):
         fields["group_size"] = tuple(gs)
-    dt = str(fields.get("data_type") or "int")
-    fields["data_type"] = re.sub(r"\d+$", "", dt) if dt not in ("int",) else dt
+    fields["data_type"] = re.sub(r"\d+$", "", str(fields.get("data_type") or "int"))  # "mx_fp4" -> "mx_fp"
     try:
         return QuantScheme(**{k: v for k, v in fields.items() if v is not None})
     except SchemeError as exc:
@@ -80,8 +79,14 @@ def _auto_round_packing(fmt: str | None, scheme: QuantScheme, layer: str) -> str
 
 
 def plan_auto_round(q: dict, layers: dict, blocks: list[str]) -> dict[str, LayerPlan | None]:
-    """auto-round: global scheme for layers inside block_name_to_quantize, overridden by extra_config."""
+    """auto-round: global scheme for layers inside block_name_to_quantize, overridden by extra_config.
+
+    The FP8 block export (§5.7) gives `weight_block_size` (the group) and `ignored_layers` (kept 16-bit).
+    """
     base = {k: q.get(k) for k in ("bits", "group_size", "sym", "data_type")}
+    if q.get("weight_block_size"):
+        base["group_size"] = list(q["weight_block_size"])
+    ignored = set(q.get("ignored_layers") or ())
     blocks = _block_list(q.get("block_name_to_quantize", q.get("to_quant_block_names")), blocks)
     extra = q.get("extra_config") or {}
     inside = _block_list(q.get("modules_in_block_to_quantize"), [])
@@ -93,7 +98,7 @@ def plan_auto_round(q: dict, layers: dict, blocks: list[str]) -> dict[str, Layer
         for key, over in extra.items():
             if _matches(key, name):
                 fields = {**(fields or base), **{k: v for k, v in over.items() if k in base and v is not None}}
-        if fields is None or int(fields.get("bits") or 16) >= 16:
+        if fields is None or name in ignored or int(fields.get("bits") or 16) >= 16:
             plans[name] = None
             continue
         scheme = _scheme(name, **fields)
@@ -146,11 +151,11 @@ def _ct_scheme(layer: str, weights: dict, fmt: str) -> LayerPlan:
     if gs is None:
         raise CheckpointError(f"layer {layer!r}: compressed-tensors strategy {strategy!r} is not supported")
     if weights.get("type", "int") == "int":
-        if fmt != "pack-quantized":
+        packing = {"pack-quantized": "pack_quantized", "int-quantized": "int_quantized"}.get(fmt)
+        if packing is None:
             raise CheckpointError(f"layer {layer!r}: compressed-tensors format {fmt!r} for int weights is not "
-                                  "supported (pack-quantized is)")
-        return LayerPlan(_scheme(layer, bits=bits, group_size=gs, sym=weights.get("symmetric", True)),
-                         "pack_quantized")
+                                  "supported (pack-quantized and int-quantized are)")
+        return LayerPlan(_scheme(layer, bits=bits, group_size=gs, sym=weights.get("symmetric", True)), packing)
     if fmt.startswith("nvfp4"):
         return LayerPlan(_scheme(layer, bits=4, group_size=16, data_type="nv_fp"), "nvfp4")
     if fmt.startswith("mxfp"):

@@ -15,7 +15,7 @@ import torch
 from ar_core.errors import ArError, CheckpointError, field_error
 from ar_core.pack import fp4, fp8
 
-from .base import QuantLinear, describe, expect, per_row_groups
+from .base import QuantLinear, describe, expect
 
 _SCALE_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
 
