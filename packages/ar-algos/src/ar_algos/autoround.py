@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,8 @@ class AutoRound:
         progress = Progress(len(self.block_names), enabled=self.verbose)
         job = Job(self.model, self.block_names, schemes, self.lm_head, samples, self.cfg, self.device)
         deterministic = torch.are_deterministic_algorithms_enabled()
+        if self.cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(self.cfg.deterministic or deterministic)
         try:
             self.records = quantize_blocks(job, work, progress)
@@ -162,7 +165,8 @@ class AutoRound:
                           format: str | list[str] = "auto_round") -> tuple[nn.Module, list[Path]]:
         """Check the formats, quantize (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up."""
         names = parse_formats(format)
-        self.plan = self._plan(names[0])
+        if self.records is None:
+            self.plan = self._plan(names[0])
         self._formats(names)
         work_dir = self.work_dir or Path(str(Path(output_dir)).rstrip("/") + ".work")
         self.quantize(work_dir)

@@ -26,9 +26,15 @@ def register_all() -> list[str]:
     """Register every writer of this package in ar_core's FORMATS registry (tests, no entry points needed)."""
     from ar_core.registry import FORMATS
 
-    for name in WRITERS:
+    names = list(WRITERS)
+    for name in names:
         FORMATS.register(name, get_writer(name))
-    return list(WRITERS)
+    try:  # the gguf writer needs the [gguf] extra
+        from .gguf import FORMAT as gguf_format
+    except ImportError:
+        return names
+    FORMATS.register("gguf", gguf_format)
+    return names + ["gguf"]
 
 
 def format_matrix(presets: list[str] | None = None) -> dict[str, dict[str, bool]]:

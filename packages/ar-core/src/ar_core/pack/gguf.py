@@ -236,10 +236,9 @@ class Q8_0(_Legacy):
 
 
 class KQuant(Codec):
-    """Super-blocks of 256 values (llama.cpp k-quants); `sub` values per sub-block scale."""
+    """Super-blocks of 256 values with one fp16 scale (and min) and integer sub-block scales (llama.cpp k-quants)."""
 
     block_size = QK_K
-    sub = 16  # values per sub-block
 
 
 def _pack_scale_min_k4(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
@@ -328,7 +327,7 @@ class Q3_K(KQuant):
 class Q4_K(KQuant):
     """q4_k: [d fp16][dmin fp16][12 bytes scales/mins][128 bytes: 32-value sub-block pairs low/high nibble]."""
 
-    name, type_size, bits, sub = "q4_k", 144, 4, 32
+    name, type_size, bits = "q4_k", 144, 4
 
     @classmethod
     def pack(cls, f):
@@ -351,7 +350,7 @@ class Q4_K(KQuant):
 class Q5_K(KQuant):
     """q5_k: [d][dmin][12 bytes scales/mins][qh 32: bit k = high bit of sub-block k][128 bytes low nibbles]."""
 
-    name, type_size, bits, sub = "q5_k", 176, 5, 32
+    name, type_size, bits = "q5_k", 176, 5
 
     @classmethod
     def pack(cls, f):
@@ -398,7 +397,6 @@ class Q6_K(KQuant):
 
 
 CODECS: dict[str, type[Codec]] = {c.name: c for c in (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)}
-FLOAT_TYPES = ("f32", "f16", "bf16")
 
 
 def get_codec(name: str) -> type[Codec]:
@@ -421,11 +419,6 @@ def to_bf16_bits(x: np.ndarray) -> np.ndarray:
 def from_bf16_bits(b: np.ndarray) -> np.ndarray:
     """bfloat16 bit patterns (uint16) -> float32."""
     return (np.asarray(b, np.uint16).astype(np.uint32) << 16).view(np.float32)
-
-
-def fields_to_rows(name: str, fields: dict[str, np.ndarray], rows: int) -> np.ndarray:
-    """Pack fields of `rows * blocks_per_row` blocks into uint8 [rows, bytes_per_row]."""
-    return get_codec(name).pack(fields).reshape(rows, -1)
 
 
 def rows_to_float(name: str, data: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

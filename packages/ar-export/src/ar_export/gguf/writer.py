@@ -18,12 +18,12 @@ import gguf
 import numpy as np
 import torch
 
-from ar_core.errors import SchemeError, field_error
+from ar_core.errors import CheckpointError, SchemeError, field_error
 from ar_core.pack.gguf import CODECS, KQuant, pack_qtensor, rows_to_float, to_bf16_bits
 from ar_core.presets import GGUF_TYPES, gguf_scheme
 from ar_core.qtensor import QuantizedTensor
-from ar_core.scheme import QuantScheme
 from ar_core.quant import quantize
+from ar_core.scheme import QuantScheme
 
 from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
 from .mix import FILE_TYPES, check_mix, tensor_type
@@ -100,6 +100,9 @@ def encode_tensor(spec: TensorSpec, qtype: str, record: QuantizedTensor | None,
         data = t.numpy() if spec.row_order is None else t[spec.row_order].numpy()
         return GGUFTensor(spec.gguf_name, "f32", np.ascontiguousarray(data), shape, spec.module)
     if record is not None:
+        if tuple(record.shape) != shape:
+            raise field_error(CheckpointError, f"record shape of {spec.module!r}", tuple(record.shape),
+                              f"the weight's shape {shape}")
         qtype = record_type(record)
         data = _reorder(pack_qtensor(record, qtype), spec.row_order)
         return GGUFTensor(spec.gguf_name, qtype, data, shape, spec.module)
