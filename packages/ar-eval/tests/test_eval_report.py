@@ -20,6 +20,12 @@ def test_load_text_missing_file_names_the_value():
         load_text("nope/missing.txt")
 
 
+@pytest.mark.parametrize("spec", ["hf:", "hf:a:b:c:d"])
+def test_load_text_bad_hub_spec(spec):
+    with pytest.raises(DataError, match="hf:PATH"):
+        load_text(spec)
+
+
 def test_load_text_embedded_wiki_test_split():
     text, source = load_text("wiki")
     assert source == "corpus wiki:test"

@@ -47,6 +47,9 @@ def test_hf_uses_the_processor_chat_template(tok):
     assert p.prompt(CONV) == "user:<image>what is in the picture?|assistant:a man.|"
     out = p.get_input(CONV, images=[Image.new("RGB", (40, 40))])
     assert int((out["input_ids"] == IMAGE_TOKEN_ID).sum()) == 16
+    own = get_processor("hf", processor=hf, template={"model_type": "t", "format_user": "Q {{content}}",
+                                                      "extra_encode": True})
+    assert own.prompt(CONV).startswith("Q <image>")  # extra_encode: the ar template renders, not the processor's
 
 
 def test_hf_without_images_needs_no_processor(tok):

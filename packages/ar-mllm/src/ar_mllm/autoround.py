@@ -53,8 +53,9 @@ class AutoRoundMLLM:
 
     processor / image_processor: the Hugging Face processor objects (needed for image-text calibration).
     template: a model_type, JSON file or Template (default: the model's model_type, else "default").
-    dataset: text (anything ar_algos takes; default its text default) or image-text conversations ("skimage", a
-    llava-style JSON file or a list of records) with media under `extra_data_dir` ("dir" or "image=d1,video=d2").
+    dataset: text (anything ar_algos takes) or image-text data ("skimage", a llava-style JSON file, a list of
+    records, or a list of ready model inputs with pixel_values etc.) with media under `extra_data_dir` ("dir" or
+    "image=d1,video=d2"); default: the template's default_dataset, else ar_algos' text default.
     quant_nontext_module: also quantize the vision tower and projector linears. Other arguments go to AutoRound.
     """
 
@@ -74,6 +75,7 @@ class AutoRoundMLLM:
         self.template = get_template(template if template is not None else model_type)
         self.mm = get_processor(self.template.processor, tokenizer, processor, image_processor, self.template)
         self.tokenizer = self.mm.tokenizer
+        dataset = dataset if dataset is not None else self.template.default_dataset
         self.block_lists = find_mllm_blocks(model, quant_nontext_module)
         cfg = make_config(recipe, iters=iters, nsamples=nsamples, seqlen=seqlen, seed=seed)
         self.samples: list[dict[str, torch.Tensor]] | None = None

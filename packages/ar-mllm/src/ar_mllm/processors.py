@@ -118,13 +118,13 @@ def to_chat_content(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @register_processor("hf")
 class ChatTemplateProcessor(Processor):
-    """The HF processor's own chat template renders the conversation ("<image>" -> an image item); the template
-    is the fallback when the processor has none."""
+    """The HF processor's own chat template renders the conversation ("<image>" -> an image item); the ar
+    template renders it instead when the processor has none or the template sets extra_encode."""
 
     def prompt(self, messages):
-        """The conversation through the processor's chat template, or the ar template when it has none."""
+        """The conversation through the processor's chat template, or the ar template (none, or extra_encode)."""
         hf = self.processor
-        if hf is not None and getattr(hf, "chat_template", None):
+        if hf is not None and getattr(hf, "chat_template", None) and not self.template.extra_encode:
             return hf.apply_chat_template(to_chat_content(messages), tokenize=False, add_generation_prompt=False)
         return super().prompt(messages)
 

@@ -10,7 +10,8 @@ JSON fields (all optional except model_type):
     default_system      system prompt used when the conversation has none (default "": no system turn)
     replace_tokens      flat list [old1, new1, old2, new2, ...] of substitutions applied to each content,
                         e.g. the generic "<image>" placeholder -> the model's own image token
-    extra_encode        True: `render` builds one string (system + turns) for processors that encode text once
+    extra_encode        True: this template renders the conversation even when the HF processor has its own
+                        chat template (the "hf" processor otherwise prefers the processor's)
     processor           name of a registered processor (`ar_mllm.processors.PROCESSORS`, default "hf")
     default_dataset     calibration dataset used when the user gives none (default: ar_algos' text default)
 """
@@ -161,10 +162,12 @@ def register_template(template: Template | dict[str, Any] | str | Path, overwrit
     return t
 
 
-def get_template(name: str | Path | Template | None) -> Template:
-    """The template for a model_type (unknown types fall back to "default"), a JSON file, or a Template as is."""
+def get_template(name: str | Path | Template | dict | None) -> Template:
+    """The template for a model_type (unknown types fall back to "default"), a JSON file or dict, or a Template."""
     if isinstance(name, Template):
         return name
+    if isinstance(name, dict):
+        return template_from_dict(name)
     if name is None:
         return TEMPLATES["default"]
     if isinstance(name, Path) or str(name).endswith(".json"):

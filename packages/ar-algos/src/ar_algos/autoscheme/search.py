@@ -28,6 +28,7 @@ from ar_core.plan.shapes import shape_fallback
 from ar_core.scheme import QuantScheme
 
 from ..blocks import find_blocks, find_lm_head, find_linears, has_tied_head
+from ..moe import unfuse_experts
 from ..plan import layer_infos
 from .options import Option, parse_options
 from .scores import layer_scores
@@ -100,7 +101,12 @@ class AutoScheme:
 
     def search(self, model: nn.Module, tokenizer: Any = None, layer_config: dict | None = None,
                ignore_layers: Any = None, quant_lm_head: bool = False, samples: list[dict] | None = None) -> dict:
-        """Score, solve and return the layer_config (user entries kept, every searched layer by exact name)."""
+        """Score, solve and return the layer_config (user entries kept, every searched layer by exact name).
+
+        Fused MoE experts are unfused in place first (as AutoRound does), so each expert is a layer; the routed
+        experts of one block share one option. `samples` (token-id dicts) replaces the calibration data.
+        """
+        unfuse_experts(model)
         blocks = find_blocks(model)
         infos = layer_infos(model, blocks)
         lm_head, tied = find_lm_head(model, blocks), has_tied_head(model)

@@ -2,9 +2,9 @@
 
 Each 2-D+ weight gets its ggml type from the mix rules (ar_export.gguf.mix). A layer whose SignRound record is in
 `quantized` is packed from its integer codes as is (its own GGUF type wins); any other weight is quantized here
-with optimized RTN (llama.cpp-style searches for k-quants, the int scale search for q4_0/q5_0, both
-imatrix-weighted when given; q4_1/q5_1/q8_0 use ggml's own RTN, bit-exact). 1-D tensors (norms, biases) are
-written as F32.
+with optimized RTN: llama.cpp-style searches for k-quants (imatrix-weighted when given); q4_0/q5_0 use the int
+scale search when an imatrix is given and otherwise, like q4_1/q5_1/q8_0, ggml's own RTN (bit-exact with
+llama.cpp). 1-D tensors (norms, biases) are written as F32.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _GGML = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.
 
 
 CHUNK_ELEMENTS = 1 << 22  # weights quantized per optimized-RTN call
-# Types without a parameter search in ar_core: written with ggml's own RTN (bit-exact with llama.cpp).
+# Types without a parameter search in ar_core: always written with ggml's own RTN (bit-exact with llama.cpp).
 REFERENCE_ONLY = ("q4_1", "q5_1", "q8_0")
 
 
@@ -73,12 +73,12 @@ def quantize_rows(w: torch.Tensor, qtype: str, imatrix: torch.Tensor | None = No
     if qtype == "bf16":
         return to_bf16_bits(w.numpy())
     codec = CODECS[qtype]
-    if qtype in REFERENCE_ONLY:
-        return codec.pack(codec.reference_fields(w.numpy().reshape(-1, 32))).reshape(w.shape[0], -1)
     if imatrix is not None and imatrix.numel() != w.shape[1]:
         imatrix = None
+    if qtype in REFERENCE_ONLY or (not issubclass(codec, KQuant) and imatrix is None):
+        return codec.pack(codec.reference_fields(w.numpy().reshape(-1, 32))).reshape(w.shape[0], -1)
     scheme = gguf_scheme(qtype)
-    if not issubclass(codec, KQuant):  # q4_0 / q5_0: int sym scale search, scales rounded to the stored fp16
+    if not issubclass(codec, KQuant):  # q4_0 / q5_0 with an imatrix: int sym scale search, fp16 scales as stored
         scheme = scheme.replace(scale_dtype="float16")
     step = max(1, CHUNK_ELEMENTS // w.shape[1])  # bounded temporaries for large tensors (e.g. embeddings)
     return np.concatenate([pack_qtensor(quantize(w[i:i + step], scheme, search=True, imatrix=imatrix), qtype)

@@ -129,7 +129,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
 
     path = Path(path)
     q = quantization_config(path)
-    method = quant_method(q)
     groups = (q.get("config_groups") or {}).values()
     if int(q.get("act_bits") or 16) < 16 or any(g.get("input_activations") for g in groups):
         log.warning("%s: activation quantization is not simulated; layers multiply unquantized activations", path)
@@ -139,6 +138,18 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     model = _skeleton(config, dtype, trust_remote_code)
     reader = CheckpointReader(path)
+    plans, consumed = install_quantized_layers(model, reader, q, device, backend, dtype, cache_weight)
+    _load_rest(model, reader, consumed, plans)
+    log.info("loaded %s: %d quantized layers", path, len(model.ar_backends))
+    return model.to(device).eval()
+
+
+def install_quantized_layers(model: nn.Module, reader: CheckpointReader, q: dict, device: torch.device,
+                             backend: str | None, dtype: torch.dtype, cache_weight: bool = False):
+    """Replace the model's quantized Linear layers by QuantLinears built from the checkpoint's tensors.
+
+    Sets `model.ar_backends` (layer -> (backend, reason)); returns (plans, names of the tensors consumed).
+    """
     linears = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     has_scales = {k.rpartition(".")[0] for k in reader.keys() if k.endswith(".scales")}
     plans = plan_layers(q, linears, find_blocks(model), has_scales)
@@ -146,7 +157,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     model.ar_backends = {}
     for name, plan in plans.items():
         tensors = reader.local(name)
-        _check_consistent(name, plan, tensors, method)
+        _check_consistent(name, plan, tensors, quant_method(q))
         if plan is None:
             continue
         module, chosen, reason = build_layer(name, plan, tensors, *linears[name], device, backend, dtype)
@@ -154,9 +165,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
         model.set_submodule(name, module)
         model.ar_backends[name] = (chosen, reason)
         consumed.update(f"{name}.{k}" for k in tensors)
-    _load_rest(model, reader, consumed, plans)
-    log.info("loaded %s: %d quantized layers", path, len(model.ar_backends))
-    return model.to(device).eval()
+    return plans, consumed
 
 
 def _load_rest(model: nn.Module, reader: CheckpointReader, consumed: set[str], plans: dict) -> None:

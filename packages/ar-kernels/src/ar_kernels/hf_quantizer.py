@@ -1,0 +1,123 @@
+"""transformers integration: `from_pretrained` loads quant_method "auto-round" checkpoints with our QuantLinears.
+
+transformers maps quant_method "auto-round" to a quantizer that needs the reference `auto-round` package. When that
+package cannot be imported, `import ar_kernels` puts `ArAutoRoundQuantizer` in its place (transformers' own
+`AutoRoundConfig` still parses the config). With auto-round installed nothing changes unless
+`enable_transformers_integration(force=True)` is called or AR_KERNELS_TRANSFORMERS=force is set;
+AR_KERNELS_TRANSFORMERS=off disables the integration.
+
+    import ar_kernels
+    model = AutoModelForCausalLM.from_pretrained("out/model")   # layers as in ar_kernels.load("out/model")
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "AR_KERNELS_TRANSFORMERS"
+QUANT_METHOD = "auto-round"
+_original: dict[str, type] = {}
+
+
+def reference_installed() -> bool:
+    """Whether the reference `auto_round` package can be imported."""
+    try:
+        return importlib.util.find_spec("auto_round") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _device_of(device_map) -> torch.device:
+    from .loading.load import resolve_device
+
+    if isinstance(device_map, dict) and device_map:
+        values = [v for v in device_map.values() if v not in ("disk", "meta")]
+        device_map = values[0] if values else "cpu"
+    if device_map is None:
+        return torch.device("cpu")
+    if isinstance(device_map, int):
+        return torch.device("cuda", device_map)
+    return resolve_device(device_map)
+
+
+def _backend_name(config) -> str | None:
+    from .backends import list_backends
+
+    name = str(getattr(config, "backend", None) or "auto").lower()
+    if name != "auto" and name not in {b.name for b in list_backends()}:
+        log.warning("auto-round backend %r is not an ar_kernels backend; choosing automatically", name)
+        return None
+    return None if name == "auto" else name
+
+
+def _quantizer_class():
+    from transformers.quantizers.base import HfQuantizer
+
+    class ArAutoRoundQuantizer(HfQuantizer):
+        """Loads pre-quantized auto-round checkpoints with ar_kernels' QuantLinear layers (inference only)."""
+
+        requires_calibration = True
+
+        def validate_environment(self, *args, **kwargs):
+            """Nothing to check: ar_kernels is importable, which is all this quantizer needs."""
+
+        def _process_model_before_weight_loading(self, model, dtype=None, device_map=None, checkpoint_files=None,
+                                                 **kwargs):
+            from .loading.checkpoint import CheckpointReader
+            from .loading.load import install_quantized_layers, quantization_config
+
+            if not checkpoint_files:
+                raise ValueError("ar_kernels loads auto-round checkpoints from safetensors files only")
+            path = Path(checkpoint_files[0]).parent
+            dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
+            install_quantized_layers(model, CheckpointReader(path), quantization_config(path),
+                                     _device_of(device_map), _backend_name(self.quantization_config), dtype)
+            log.info("ar_kernels: %d quantized layers from %s", len(model.ar_backends), path)
+            return model
+
+        @property
+        def is_trainable(self) -> bool:
+            return False
+
+        def is_serializable(self):
+            return False
+
+    return ArAutoRoundQuantizer
+
+
+def enable_transformers_integration(force: bool = False) -> bool:
+    """Make transformers load quant_method "auto-round" through ar_kernels; returns True when it now does.
+
+    Without `force` (or AR_KERNELS_TRANSFORMERS=force) the reference quantizer is kept when `auto_round` is
+    importable. AR_KERNELS_TRANSFORMERS=off disables the integration unless `force` is passed.
+    """
+    mode = os.environ.get(ENV_VAR, "").lower()
+    force = force or mode in ("1", "force", "on")
+    if not force and (mode in ("0", "off") or reference_installed()):
+        return False
+    try:
+        from transformers.quantizers import auto
+    except ImportError:
+        return False
+    current = auto.AUTO_QUANTIZER_MAPPING.get(QUANT_METHOD)
+    if getattr(current, "__name__", "") == "ArAutoRoundQuantizer":
+        return True
+    _original.setdefault(QUANT_METHOD, current)
+    auto.AUTO_QUANTIZER_MAPPING[QUANT_METHOD] = _quantizer_class()
+    return True
+
+
+def disable_transformers_integration() -> None:
+    """Give quant_method "auto-round" back to the quantizer transformers had before the integration."""
+    if QUANT_METHOD not in _original:
+        return
+    from transformers.quantizers import auto
+
+    auto.AUTO_QUANTIZER_MAPPING[QUANT_METHOD] = _original.pop(QUANT_METHOD)
