@@ -8,6 +8,7 @@ from ar_algos.capture import capture_block_inputs, capture_head_inputs, forward_
 from ar_algos.moe import UnfusedExperts, unfuse_experts
 from ar_algos.plan import layer_infos
 from ar_algos.tiny import FAMILIES, random_samples, tiny_model
+from ar_core.errors import DataError
 
 BLOCK_PREFIX = {"opt": "model.decoder.layers.", "gpt2": "transformer.h."}
 
@@ -48,11 +49,16 @@ def test_capture_stacks_arguments_that_differ_between_samples():
     """With padding the 4-D masks differ per sample and are stacked; the loss mask zeroes the padding."""
     model = tiny_model("llama")
     samples = random_samples(2, 8)
+    samples[0]["attention_mask"][0, :1] = 0
+    with pytest.raises(DataError, match="attention_mask"):
+        capture_block_inputs(model, find_blocks(model), samples)  # padded and unpadded mixed
     samples[1]["attention_mask"][0, :3] = 0
+    samples[0]["attention_mask"][0, :1] = 1
+    samples[0]["attention_mask"][0, -1] = 0
     inputs = capture_block_inputs(model, find_blocks(model), samples)
     assert "attention_mask" in inputs.per_sample[0]
     assert inputs.per_sample[0]["attention_mask"].shape[0] == 2
-    assert inputs.mask[1, :3].sum() == 0 and inputs.mask[0].sum() == 8
+    assert inputs.mask[1, :3].sum() == 0 and inputs.mask[0].sum() == 7
     assert inputs.kwargs(0, slice(1, 2))["attention_mask"].shape[0] == 1
 
 

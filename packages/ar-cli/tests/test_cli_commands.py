@@ -68,3 +68,27 @@ def test_seed_scripts(capsys):
     with pytest.raises(SystemExit) as exc:
         auto_round(["m", "--iters", "0", "--lr", "0.1"])
     assert exc.value.code == 2 and "auto-round quantize: error: --lr" in capsys.readouterr().err
+
+
+def test_inspect_gguf_file(capsys, tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(path, "llama")
+    w = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
+    writer.add_tensor("blk.0.attn_q.weight", gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0),
+                      raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+    writer.add_tensor("output_norm.weight", np.ones(64, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    rows = {r["layer"]: r for r in info["layers"]}
+    assert rows["blk.0.attn_q.weight"]["scheme"] == "Q8_0"
+    assert rows["blk.0.attn_q.weight"]["bits_per_weight"] == pytest.approx(8.5)  # 34 bytes per 32 weights
+    assert rows["output_norm.weight"]["bits_per_weight"] == pytest.approx(32.0)
+    assert info["n_params"] == 8 * 64 + 64
+    assert info["consumers"]["llama.cpp"]["ok"] and not info["consumers"]["vllm"]["ok"]

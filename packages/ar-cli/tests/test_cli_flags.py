@@ -19,6 +19,8 @@ def _usage_error(capsys, argv) -> str:
 
 @pytest.mark.parametrize("argv, needle", [
     (["quantize", "m", "--foo", "1"], "--foo"),
+    (["quantize"], "give the model once"),
+    (["quantize", "m", "--model", "n"], "give the model once"),
     (["quantize", "m", "--iter", "5"], "--iter"),  # no silent abbreviation of --iters
     (["quantize", "m", "--iters", "0", "--lr", "0.1"], "--lr"),
     (["quantize", "m", "--recipe", "rtn", "--minmax_lr", "0.1"], "--minmax_lr"),

@@ -62,7 +62,8 @@ def _consumer_weight(mod):
         return mod.weight.float()
     if hasattr(mod, "dequant_weight_online"):
         return mod.dequant_weight_online().float()
-    return None
+    weight = getattr(mod, "weight", None)
+    return weight.float() if weight is not None and weight.element_size() > 1 else None
 
 
 def _same_weights(lm, q, rel=2.0**-7):

@@ -197,6 +197,9 @@ def test_format_plugin_saves_and_checks(tmp_path):
 
 
 def test_registry_entry_point_and_missing_extra(monkeypatch):
+    from ar_core.registry import FORMATS
+
+    assert FORMATS.get("gguf") is FORMAT  # the installed ar-export advertises the plugin
     ep = EntryPoint(name="gguf", value="ar_export.gguf:FORMAT", group="ar.formats")
     reg = Registry("format", "ar.formats", {"gguf": "pip install 'ar-export[gguf]'"})
     reg._entry_points = {"gguf": ep}
@@ -210,3 +213,23 @@ def test_registry_entry_point_and_missing_extra(monkeypatch):
     fresh._entry_points = {"gguf": ep}
     with pytest.raises(PluginError, match=r"pip install 'ar-export\[gguf\]'"):
         fresh.get("gguf")
+
+
+def test_byte_level_bpe_tokenizer_round_trip(tmp_path):
+    tokenizers = pytest.importorskip("tokenizers")
+    tk = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tk.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                             initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator([f"The quick brown fox jumps over the lazy dog number {i}." for i in range(200)], trainer)
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>",
+                                               bos_token="<|endoftext|>")
+    path = write_gguf(tiny_llama(num_hidden_layers=1), tok, tmp_path / "bpe.gguf", "q8_0")
+    reader = gguf.GGUFReader(path)
+    assert reader.get_field("tokenizer.ggml.model").contents() == "gpt2"
+    assert len(reader.get_field("tokenizer.ggml.tokens").contents()) == 320  # padded to the embedding rows
+    back = transformers.AutoTokenizer.from_pretrained(tmp_path, gguf_file=path.name)
+    text = "The lazy dog, 12 foxes & ünïcödé!"
+    assert back(text).input_ids == tok(text).input_ids
+    assert back.decode(back(text).input_ids) == text

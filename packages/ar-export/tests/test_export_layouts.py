@@ -101,3 +101,13 @@ def test_static_input_scale_needs_act_max():
         layouts.static_input_scale(qt, 448.0)
     qt.extras["act_max"] = torch.tensor(448.0 * 3)
     assert layouts.static_input_scale(qt, 448.0).item() == 3.0
+
+
+def test_gptq_v1_refuses_zero_point_zero():
+    from ar_core.errors import ArError
+
+    qt = _record({"scheme": "W4A16", "sym": False})
+    qt.zero[0, 0] = 0
+    with pytest.raises(ArError, match="zero"):
+        layouts.gptq_tensors(qt, zero_offset=1)
+    assert layouts.gptq_tensors(qt, zero_offset=0)["qzeros"].shape == (2, 8)

@@ -157,3 +157,17 @@ def test_unknown_layer_is_refused_before_writing(tmp_path, model):
     with pytest.raises(CheckpointError, match="model.nope"):
         get_writer("auto_round").save(tmp_path / "x", model, q)
     assert not (tmp_path / "x").exists()
+
+
+def test_sixteen_bit_records_are_kept_and_nothing_quantized_is_refused(tmp_path, model):
+    q = quantize_model(model, "W4A16")
+    q["model.layers.0.mlp.up_proj"] = quantize_model(model, "W4A16")["model.layers.0.mlp.up_proj"]
+    from ar_core.qtensor import QuantizedTensor
+
+    w = model.model.layers[0].mlp.gate_proj.weight
+    q["model.layers.0.mlp.gate_proj"] = QuantizedTensor(w, torch.ones(1), None, parse_scheme({"bits": 16}),
+                                                        tuple(w.shape))
+    qc = _qc(get_writer("mlx").save(tmp_path / "m", model, q))
+    assert qc["model.layers.0.mlp.gate_proj"] is False
+    with pytest.raises(ArError, match="at least one quantized"):
+        get_writer("auto_round").save(tmp_path / "none", model, {})

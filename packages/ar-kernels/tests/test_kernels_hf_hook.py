@@ -27,14 +27,24 @@ def logits(model):
 
 
 @pytest.fixture
-def forced():
+def transformers_own(monkeypatch):
+    """transformers' own auto-round quantizer in the mapping (restored afterwards, whatever it was)."""
     from transformers.quantizers.auto import AUTO_QUANTIZER_MAPPING
+    from transformers.quantizers.quantizer_auto_round import AutoRoundQuantizer
 
-    before = AUTO_QUANTIZER_MAPPING["auto-round"]
+    monkeypatch.setitem(AUTO_QUANTIZER_MAPPING, "auto-round", AutoRoundQuantizer)
+    monkeypatch.setattr(hf_quantizer, "_original", {})
+    return AUTO_QUANTIZER_MAPPING, AutoRoundQuantizer
+
+
+@pytest.fixture
+def forced(transformers_own):
+    mapping, own = transformers_own
     assert ar_kernels.enable_transformers_integration(force=True)
+    assert mapping["auto-round"].__name__ == "ArAutoRoundQuantizer"
     yield
     ar_kernels.disable_transformers_integration()
-    assert AUTO_QUANTIZER_MAPPING["auto-round"] is before
+    assert mapping["auto-round"] is own
 
 
 @pytest.mark.parametrize("fmt,sym,packing,cls", [("auto_round", False, "gptq_v2", "GPTQLinear"),
@@ -52,17 +62,24 @@ def test_forced_integration_matches_load(tmp_path, forced, fmt, sym, packing, cl
         assert torch.equal(logits(hf), logits(ours))
 
 
-def test_reference_package_is_kept_unless_forced(monkeypatch):
-    from transformers.quantizers.auto import AUTO_QUANTIZER_MAPPING
-
+def test_reference_package_is_kept_unless_forced(monkeypatch, transformers_own):
+    AUTO_QUANTIZER_MAPPING, AutoRoundQuantizer = transformers_own
     monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: True)
     monkeypatch.delenv(hf_quantizer.ENV_VAR, raising=False)
     assert not ar_kernels.enable_transformers_integration()
-    assert AUTO_QUANTIZER_MAPPING["auto-round"].__name__ == "AutoRoundQuantizer"
+    assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
     monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: False)
     monkeypatch.setenv(hf_quantizer.ENV_VAR, "off")
     assert not ar_kernels.enable_transformers_integration()
-    assert AUTO_QUANTIZER_MAPPING["auto-round"].__name__ == "AutoRoundQuantizer"
+    assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
+    monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: True)
+    monkeypatch.setenv(hf_quantizer.ENV_VAR, "force")
+    try:
+        assert ar_kernels.enable_transformers_integration()
+        assert AUTO_QUANTIZER_MAPPING["auto-round"].__name__ == "ArAutoRoundQuantizer"
+    finally:
+        ar_kernels.disable_transformers_integration()
+    assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
 
 
 BLOCK_AUTO_ROUND = """

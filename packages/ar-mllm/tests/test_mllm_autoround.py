@@ -9,7 +9,8 @@ import torch
 from ar_core.errors import ArError
 from ar_core.registry import FORMATS
 from ar_mllm import AutoRoundMLLM
-from ar_mllm.tiny import IMAGE_TOKEN_ID, tiny_llava_processor, tiny_tokenizer, tiny_vlm
+from ar_mllm.blocks import find_mllm_blocks
+from ar_mllm.tiny import FAMILIES, IMAGE_TOKEN_ID, tiny_llava_processor, tiny_tokenizer, tiny_vlm
 
 KNOBS = dict(iters=2, nsamples=2, batch_size=2, scheme="W4A16G32", verbose=False)
 
@@ -61,6 +62,7 @@ def test_quant_nontext_module_adds_the_vision_linears(tok):
     _, records = ar.quantize()
     vision = [n for n in records if n.startswith("model.vision_tower.")]
     assert "model.vision_tower.encoder.layers.0.mlp.fc1" in vision
+    assert records["model.vision_tower.encoder.layers.0.mlp.fc1"].scheme.group_size == 32  # the run's scheme
     assert "model.multi_modal_projector.linear_1" in records
     assert "lm_head" not in records
 
@@ -122,3 +124,27 @@ def test_saves_processor_files_and_template(tok, tmp_path):
     assert (out / "tokenizer.json").is_file()
     assert json.loads((out / "ar_mllm_template.json").read_text())["model_type"] == "llava"
     assert json.loads((out / "config.json").read_text())["model_type"] == "llava"
+
+
+def test_loads_a_model_directory_with_its_processor(tok, tmp_path):
+    model, processor = tiny_vlm("llava"), tiny_llava_processor(tok)
+    model.save_pretrained(tmp_path / "m")
+    processor.save_pretrained(tmp_path / "m")
+    ar = AutoRoundMLLM(str(tmp_path / "m"), dataset="skimage", **KNOBS)
+    assert ar.processor is not None and ar.samples[0]["pixel_values"].shape == (1, 3, 32, 32)
+    assert ar.autoround.block_names == ["model.language_model.layers.0", "model.language_model.layers.1"]
+    with pytest.raises(ArError, match="config.json"):
+        AutoRoundMLLM(str(tmp_path / "nothing"), **KNOBS)
+
+
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f != "mllama"])
+def test_every_family_quantizes_its_language_tower_on_text(family, tok):
+    g = torch.Generator().manual_seed(0)
+    data = [{"input_ids": torch.randint(4, 200, (1, 16), generator=g),
+             "attention_mask": torch.ones(1, 16, dtype=torch.long)} for _ in range(2)]
+    model = tiny_vlm(family)
+    ar = AutoRoundMLLM(model, tok, dataset=data, **{**KNOBS, "iters": 1, "seqlen": 16, "scheme": "W4A16G16"})
+    assert ar.samples is None
+    _, records = ar.quantize()
+    blocks = find_mllm_blocks(model)[0]
+    assert len(records) == 2 * 7 and all(n.rsplit(".", 2)[0] in blocks for n in records)

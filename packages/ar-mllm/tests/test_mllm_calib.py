@@ -122,3 +122,22 @@ def test_extra_inputs_feeds_pixels_to_matching_forwards(llava):
         after = model(input_ids=samples[1]["input_ids"], attention_mask=samples[1]["attention_mask"]).logits
     assert torch.allclose(injected, full) and not torch.allclose(text_only, full)
     assert torch.equal(after, text_only) and plain.shape == (1, 7, 256)
+
+
+def test_video_and_audio_media_resolve_under_their_own_directories(tmp_path):
+    from ar_mllm.conversations import resolve_media, to_conversation
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "v" / "clip.mp4").write_bytes(b"\0")
+    (tmp_path / "a" / "x.wav").write_bytes(b"\0")
+    absolute = tmp_path / "pic.png"
+    Image.new("RGB", (4, 4)).save(absolute)
+    conv = to_conversation({"video": "clip.mp4", "audios": ["x.wav"], "image": str(absolute),
+                            "messages": [{"role": "user", "content": "<image> what happens?"}]})
+    dirs = parse_extra_data_dir(f"video={tmp_path / 'v'},audio={tmp_path / 'a'}")
+    assert resolve_media(conv, dirs) == {"image": [absolute], "video": [tmp_path / "v" / "clip.mp4"],
+                                         "audio": [tmp_path / "a" / "x.wav"]}
+    assert resolve_media(conv, {"video": tmp_path / "v"}) is None  # x.wav is not found without its directory
+    with pytest.raises(DataError, match="conversations"):
+        to_conversation({"image": "a.png"})

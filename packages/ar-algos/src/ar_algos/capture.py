@@ -15,6 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ar_core.errors import DataError
+
 from .blocks import get_module, set_module
 
 _DROP = ("past_key_values", "past_key_value", "layer_past")  # caches: the blocks run without them
@@ -79,13 +81,15 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and not isinstance(a, torch.Tensor) and a == b
 
 
-def _stack(values: list[Any]) -> Any:
+def _stack(key: str, values: list[Any]) -> Any:
     first = values[0]
-    if isinstance(first, torch.Tensor):
+    if all(isinstance(v, torch.Tensor) for v in values):
         return torch.cat(values, dim=0)
-    if isinstance(first, (tuple, list)):
-        return type(first)(_stack([v[i] for v in values]) for i in range(len(first)))
-    raise ValueError(f"block argument of type {type(first).__name__} differs between samples")
+    if all(isinstance(v, (tuple, list)) for v in values):
+        return type(first)(_stack(key, [v[i] for v in values]) for i in range(len(first)))
+    raise DataError(f"block argument {key!r} is {type(first).__name__} for some calibration samples and not for "
+                    "others (the model skips the mask of unpadded samples); give samples that are all padded or "
+                    "all unpadded (attention_mask all ones)")
 
 
 def as_kwargs(module: nn.Module, args: tuple, kwargs: dict) -> dict[str, Any]:
@@ -180,7 +184,7 @@ def capture_block_inputs(model: nn.Module, block_names: list[str], samples: list
             else:
                 ident = (key, *map(id, values))
                 if ident not in memo:
-                    memo[ident] = _stack(values)
+                    memo[ident] = _stack(key, values)
                 ps[key] = memo[ident]
         if "use_cache" in sh:
             sh["use_cache"] = False

@@ -143,7 +143,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     try:
         start = snapshot()
         loss_before = eval_loss()
-        best_state, best_loss, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
+        best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
         loss_last = eval_loss()
         if cfg.not_use_best_mse:
             loss_after = loss_last
@@ -165,7 +165,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
 
 
 def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot):
-    """The optimisation loop; returns (best-mini-batch-loss state, its loss, final state)."""
+    """The optimisation loop; returns (the state of the best mini-batch loss, the final state)."""
     groups: dict[float, list[torch.Tensor]] = {}
     for t in tuned.values():
         groups.setdefault(cfg.layer_lr(t.scheme.bits), []).append(t.v)
@@ -194,4 +194,4 @@ def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on,
         opt.step()
         opt.zero_grad(set_to_none=True)
         sched.step()
-    return best_state, best_loss, snapshot()
+    return best_state, snapshot()

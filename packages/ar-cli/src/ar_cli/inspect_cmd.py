@@ -7,7 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from ar_core.errors import CheckpointError
+from ar_core.errors import CheckpointError, PluginError
 from ar_eval.size import safetensors_header, size_report, weight_files
 
 from .consumers import Facts, consumer_support
@@ -65,12 +65,12 @@ def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
     return facts, rows
 
 
-def _gguf_layers(path: Path) -> list[dict]:
-    from gguf import GGUFReader
-
-    reader = GGUFReader(path)
-    return [{"layer": t.name, "scheme": t.tensor_type.name, "packing": "gguf",
-             "bits_per_weight": 8 * int(t.n_bytes) / int(t.n_elements)} for t in reader.tensors]
+def _gguf_tensors(path: Path) -> list:
+    try:
+        from gguf import GGUFReader
+    except ImportError as exc:
+        raise PluginError("reading GGUF files needs the gguf package; run `pip install 'ar-export[gguf]'`") from exc
+    return GGUFReader(path).tensors
 
 
 def inspect_checkpoint(path: str | Path) -> dict:
@@ -80,12 +80,17 @@ def inspect_checkpoint(path: str | Path) -> dict:
     ggufs = [f for f in files if f.suffix == ".gguf"]
     if p.is_dir() and (p / "config.json").is_file():
         fields, rows = _hf_layers(p, [f for f in files if f.suffix != ".gguf"])
+        size = size_report(p)
     elif ggufs:
-        fields, rows = dict(method=None, packing=None, schemes={}), _gguf_layers(ggufs[0])
+        tensors = _gguf_tensors(ggufs[0])
+        rows = [{"layer": t.name, "scheme": t.tensor_type.name, "packing": "gguf",
+                 "bits_per_weight": 8 * int(t.n_bytes) / int(t.n_elements)} for t in tensors]
+        fields = dict(method=None, packing=None, schemes={})
+        # a GGUF holds every weight, so its element count is the parameter count
+        size = size_report(ggufs[0], sum(int(t.n_elements) for t in tensors))
     else:
         raise CheckpointError(f"{str(p)!r} is neither a model directory with config.json nor a .gguf file")
     facts = Facts(has_gguf=bool(ggufs), **fields)
-    size = size_report(ggufs[0] if ggufs and not fields["schemes"] else p)
     support = consumer_support(facts)
     return {"path": str(p), "quant_method": facts.method, "packing_format": facts.packing,
             "gguf_files": [f.name for f in ggufs], **size.to_dict(), "layers": rows,

@@ -36,8 +36,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                              "[--iters N] [--nsamples N] [--seqlen N] [--output_dir DIR] [more flags below]",
                        description="Quantize MODEL (a local directory, a hub id, or an embedded model such as "
                                    "smollm2-135m) and save it in one or more formats.")
-    p.add_argument("model", help="model directory, hub id or embedded name (smollm2-135m, qwen2.5-coder-0.5b)")
+    p.add_argument("model", nargs="?", help="model directory, hub id or embedded name (smollm2-135m, "
+                                            "qwen2.5-coder-0.5b)")
     main = p.add_argument_group("main")
+    main.add_argument("--model", dest="model_flag", metavar="MODEL", help="the model, as a flag (instead of MODEL)")
     main.add_argument("--scheme", help="preset: W4A16 (default), W2A16, W3A16, W8A16, MXFP4, NVFP4, FP8_STATIC, "
                                        "GGUF:Q4_K_M, ... (see `ar list schemes`)")
     main.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
@@ -230,6 +232,9 @@ def _api(mllm: bool):
 
 def run(args: argparse.Namespace) -> int:
     """Validate every flag, then quantize, save, and optionally evaluate."""
+    if (args.model is None) == (args.model_flag is None):
+        raise UsageError("give the model once: as MODEL or as --model MODEL")
+    args.model = args.model or args.model_flag
     user_set = {k for k, v in vars(args).items() if v is not None}
     route_algorithm(args)
     _apply_recipe(args)

@@ -15,7 +15,7 @@ from ar_core.qtensor import QuantizedTensor
 
 from . import layouts
 from .auto_round import AUTOROUND_VERSION
-from .checkpoint import SaveContext, Writer, in_block
+from .checkpoint import SaveContext, Writer, in_block, require
 from .qconfig import blocks, differing_layers, exact_regex, global_scheme, layer_schemes
 
 GPTQ_KEYS = ("bits", "group_size", "sym")
@@ -26,6 +26,12 @@ class AutoGptqFormat(Writer):
 
     name = "auto_gptq"
     dtype = torch.float16
+
+    def check_layer(self, name: str, qt: QuantizedTensor) -> None:
+        """GPTQ v1 stores zero - 1, so an asym group whose zero point is 0 cannot be written."""
+        lowest = int(qt.zero.min())
+        require(lowest >= 1, f"zero points of {name}", lowest,
+                ">= 1 for auto_gptq (it stores zero - 1); use the auto_round format for this asym model")
 
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
         return layouts.gptq_tensors(qt, zero_offset=1, g_idx=True)

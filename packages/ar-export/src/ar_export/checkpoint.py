@@ -64,11 +64,14 @@ class Writer:
              run_info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
         """Write a complete checkpoint of `model` with `quantized` layers packed; returns the output path."""
         self.check({n: qt.scheme for n, qt in quantized.items()})
+        require(any(qt.scheme.is_quantized for qt in quantized.values()), "quantized", "no layer below 16 bits",
+                "at least one quantized Linear layer")
         ctx = SaveContext(model, quantized, run_info or {}, self.save_dtype(quantized))
         for name, qt in quantized.items():
             if name not in ctx.linears:
                 raise field_error(CheckpointError, "quantized layer", name, "the name of a Linear module of the model")
-            self.check_layer(name, qt)
+            if qt.scheme.is_quantized:
+                self.check_layer(name, qt)
         tensors = collect_tensors(self, ctx)
         qc = self.quant_config(ctx)
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:

@@ -27,7 +27,10 @@ def gptq_tensors(qt: QuantizedTensor, zero_offset: int, g_idx: bool = False) -> 
     zero_offset 1 is the GPTQ v1 convention (auto_gptq, auto_round:auto_gptq), 0 the raw zeros of v2 (auto_round).
     """
     bits = qt.scheme.bits
-    zeros = (_int_zero(qt) - zero_offset).clamp(0, 2**bits - 1)
+    zeros = _int_zero(qt) - zero_offset
+    if zeros.numel() and int(zeros.min()) < 0:
+        raise field_error(ArError, "zero", int(zeros.min()) + zero_offset,
+                          f"zero points >= {zero_offset} for GPTQ v1 storage (zero - 1); use the auto_round format")
     out = {"qweight": gptq.pack_rows(qt.codes.t(), bits), "qzeros": gptq.pack_cols(zeros.t(), bits),
            "scales": qt.scale.t().to(torch.float16)}
     if g_idx:

@@ -124,7 +124,8 @@ class LlmCompressorFormat(Writer):
         ignore = [n for n, s in layer_schemes(ctx).items() if not s.is_quantized]
         return {"quant_method": "compressed-tensors", "provider": "auto-round", "config_groups": config_groups,
                 "format": formats.pop() if len(formats) == 1 else "mixed-precision", "ignore": ignore,
-                "quantization_status": "compressed", "kv_cache_scheme": None, "global_compression_ratio": None}
+                "quantization_status": "compressed", "kv_cache_scheme": None, "global_compression_ratio": None,
+                "moe_sparsity_config": None}
 
 
 FORMAT = LlmCompressorFormat()

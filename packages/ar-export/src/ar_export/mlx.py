@@ -24,7 +24,7 @@ MLX_GROUPS = (32, 64, 128)
 def mlx_quantization(ctx: SaveContext) -> dict[str, Any]:
     """The mlx-lm `quantization` dict: global bits/group_size, per-layer entries, false for 16-bit layers."""
     g = global_scheme(ctx)
-    out: dict[str, Any] = {"group_size": g.group_size, "bits": g.bits, "mode": "affine"}
+    out: dict[str, Any] = {"group_size": g.group_size, "bits": g.bits}
     for name, mod in ctx.model.named_modules():
         qt = ctx.quantized.get(name)
         if qt is not None and qt.scheme.is_quantized:

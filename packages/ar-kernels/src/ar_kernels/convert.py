@@ -18,21 +18,15 @@ from ar_core.errors import CheckpointError
 from ar_core.registry import FORMATS
 
 from .loading.checkpoint import CheckpointReader
-from .loading.load import find_blocks, quantization_config
+from .loading.load import find_blocks, meta_skeleton, quantization_config
 from .loading.plan import plan_layers
 from .records import layer_record
 
 
 def _meta_model(path: Path, trust_remote_code: bool):
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    dtype = getattr(config, "dtype", None) or torch.float32
-    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+    return meta_skeleton(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), trust_remote_code)
 
 
 def read_records(path: str | Path, model: nn.Module, reader: CheckpointReader) -> tuple[dict, set[str]]:

@@ -22,7 +22,7 @@ from ar_core.errors import ArError, CheckpointError, field_error
 
 from .blocks import find_mllm_blocks, nontext_linears
 from .calib import MAX_IMAGE_TEXT_SEQLEN, image_text_dataset, image_text_samples, needs_image_data, prebuilt_samples
-from .inject import extra_inputs
+from .inject import TEXT_KEYS, extra_inputs
 from .processors import get_processor
 from .templates import get_template
 
@@ -80,24 +80,27 @@ class AutoRoundMLLM:
         cfg = make_config(recipe, iters=iters, nsamples=nsamples, seqlen=seqlen, seed=seed)
         self.samples: list[dict[str, torch.Tensor]] | None = None
         if cfg.algorithm != "rtn" and needs_image_data(model_type, dataset, quant_nontext_module):
-            self.samples = prebuilt_samples(dataset)
-            if self.samples is None:
-                if self.mm.processor is None:
-                    raise field_error(ArError, "processor", None, f"a Hugging Face processor: {model_type!r} "
-                                      "calibrates on image-text data here (or pass dataset= as ready model inputs)")
-                self.samples = image_text_samples(self.mm, image_text_dataset(dataset), extra_data_dir,
-                                                  cfg.nsamples, min(cfg.seqlen, MAX_IMAGE_TEXT_SEQLEN), cfg.seed)
-            self.samples = self.samples[:cfg.nsamples]
-            dataset = [{k: s[k] for k in ("input_ids", "attention_mask")} for s in self.samples]
+            self.samples = self._image_samples(dataset, extra_data_dir, cfg, model_type)
+            dataset = [{k: s[k] for k in TEXT_KEYS} for s in self.samples]
             nsamples, seqlen = len(self.samples), self.samples[0]["input_ids"].shape[1]
         layer_config = dict(layer_config or {})
-        if quant_nontext_module:
-            scheme_of = {n: scheme for n in nontext_linears(model) if n not in layer_config}
-            layer_config.update(scheme_of)
+        if quant_nontext_module:  # {} = the default scheme (with the bits/group_size/... overrides)
+            layer_config.update({n: {} for n in nontext_linears(model) if n not in layer_config})
         self.autoround = AutoRound(model, self.tokenizer, scheme=scheme, layer_config=layer_config or None,
                                    dataset=dataset, recipe=recipe, iters=iters, nsamples=nsamples, seqlen=seqlen,
                                    seed=seed, **kwargs)
         self._use_text_blocks()
+
+    def _image_samples(self, dataset: Any, extra_data_dir: Any, cfg, model_type: str | None) -> list[dict]:
+        """Image-text calibration inputs: `dataset` as ready inputs, or conversations through the processor."""
+        samples = prebuilt_samples(dataset)
+        if samples is None:
+            if self.mm.processor is None:
+                raise field_error(ArError, "processor", None, f"a Hugging Face processor: {model_type!r} "
+                                  "calibrates on image-text data here (or pass dataset= as ready model inputs)")
+            samples = image_text_samples(self.mm, image_text_dataset(dataset), extra_data_dir, cfg.nsamples,
+                                         min(cfg.seqlen, MAX_IMAGE_TEXT_SEQLEN), cfg.seed)
+        return samples[:cfg.nsamples]
 
     def _use_text_blocks(self) -> None:
         """Point AutoRound at the language tower found here (its own discovery is for causal LMs)."""

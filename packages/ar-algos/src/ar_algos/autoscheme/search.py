@@ -35,6 +35,8 @@ from .scores import layer_scores
 from .solver import solve
 from .units import decision_units
 
+KEEP_HIGH = "BF16"  # what a layer gets when its shape cannot hold the chosen option (the plan would keep it 16-bit)
+
 
 @dataclass
 class SearchReport:
@@ -143,7 +145,8 @@ class AutoScheme:
                               f"at least {cheapest:.4f} (the cheapest choice of these options and fixed layers)")
         result = dict(layer_config or {})
         for unit, j in zip(units, picks):
-            result.update({n: self.options[j].value for n in unit})
+            result.update({n: self.options[j].value if effective[n][j].is_quantized else KEEP_HIGH
+                           for n in unit})
         final = resolve_plan(infos, default, layer_config=result, **kw)
         scope = [x for x in infos if x.name in fixed or x.name in effective]
         self.report = _report(result, final, scope, budget + sum(fixed.values()), scores, self._bits)

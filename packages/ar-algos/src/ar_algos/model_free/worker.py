@@ -87,13 +87,15 @@ def _init_worker() -> None:
 
 
 def run_tasks(tasks: list[ShardTask], workers: int) -> list[ShardResult]:
-    """Run the tasks in this process (workers=1) or in a pool of `workers` spawned processes."""
+    """Run the tasks in this process (workers=1) or in a pool of `workers` processes (forked from a fresh server
+    process, never from this one, so no thread state is inherited)."""
     if workers <= 1 or len(tasks) <= 1:
         return [quantize_shard(t) for t in tasks]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")  # workers fork from a server that imported this module once
+    ctx.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
                              initializer=_init_worker) as pool:
         return list(pool.map(quantize_shard, tasks))

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import SchemeError, field_error
+
 QK_K = 256
 
 
@@ -401,8 +403,6 @@ CODECS: dict[str, type[Codec]] = {c.name: c for c in (Q4_0, Q4_1, Q5_0, Q5_1, Q8
 
 def get_codec(name: str) -> type[Codec]:
     """The codec of a ggml type name (q4_0 ... q6_k)."""
-    from ..errors import SchemeError, field_error
-
     if name not in CODECS:
         raise field_error(SchemeError, "gguf type", name, f"one of {sorted(CODECS)}")
     return CODECS[name]
@@ -435,8 +435,6 @@ def rows_to_float(name: str, data: np.ndarray, shape: tuple[int, ...]) -> np.nda
 
 def qtensor_fields(qt, name: str) -> dict[str, np.ndarray]:
     """Block fields of a QuantizedTensor for ggml type `name` (see ar_core.qtensor / ar_core.quant.gguf)."""
-    from ..errors import SchemeError, field_error
-
     codec = get_codec(name)
     out, cols = qt.shape[0], qt.shape[-1]
     if cols % codec.block_size:

@@ -127,7 +127,8 @@ class IntAsymDQ(DataType):
         q = torch.clamp(round_ste(x), 0, 2**scheme.bits - 1) * (scale_q != 0)
         fake = scale_q * q - mn_q
         extras = {"d": d.detach().squeeze(-1), "dmin": dmin.detach().squeeze(-1),
-                  "sub_scale": sc.detach().squeeze(-1).to(torch.uint8), "sub_min": mc.detach().squeeze(-1).to(torch.uint8)}
+                  "sub_scale": sc.detach().squeeze(-1).to(torch.uint8),
+                  "sub_min": mc.detach().squeeze(-1).to(torch.uint8)}
         return q.detach().to(torch.uint8), scale_q.detach().squeeze(-1), (-mn_q).detach().squeeze(-1), extras, fake
 
     def decode(self, codes_g, scale, zero, extras, scheme):

@@ -8,8 +8,8 @@ import gguf  # noqa: F401  (fail early with ImportError when the extra is not in
 
 from .format import FORMAT, GGUFFormat
 from .mix import check_mix, tensor_type, use_more_bits
-from .writer import (GGUFTensor, dequantized_state_dict, export_tensors, layer_schemes, layer_types, quantize_rows, record_type,
-                     write_gguf, write_tensors)
+from .writer import (GGUFTensor, dequantized_state_dict, export_tensors, layer_schemes, layer_types, quantize_rows,
+                     record_type, write_gguf, write_tensors)
 
 __all__ = ["FORMAT", "GGUFFormat", "GGUFTensor", "check_mix", "dequantized_state_dict", "export_tensors",
            "layer_schemes", "layer_types", "quantize_rows", "record_type", "tensor_type", "use_more_bits", "write_gguf",

@@ -130,7 +130,7 @@ def tensor_specs(model, arch: Arch) -> Iterator[TensorSpec]:
         if hf_name.endswith((".weight", ".bias")):
             stem, suffix = hf_name.rsplit(".", 1)
             suffix = "." + suffix
-        if stem.endswith("rotary_emb.inv_freq") or "rotary_emb" in stem:
+        if "rotary_emb" in stem:  # buffers, not weights
             continue
         if stem.endswith("mlp.experts.gate_up_proj"):
             half = t.shape[-2] // 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import logging
 from pathlib import Path
@@ -96,6 +97,20 @@ def _skeleton(config, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
     except ImportError:
         no_init_weights = contextlib.nullcontext
     with no_init_weights():
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def meta_skeleton(config, trust_remote_code: bool = False) -> nn.Module:
+    """The CausalLM of `config` on the meta device (no memory, no init; quantization_config dropped), in the
+    config's dtype (float32 when absent) -- enough to read layer names and shapes."""
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    dtype = getattr(config, "dtype", None) or torch.float32
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+    with torch.device("meta"):
         return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
 
 
