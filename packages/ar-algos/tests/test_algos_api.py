@@ -172,3 +172,15 @@ def test_deterministic_mode_is_scoped_to_the_run():
     _, b = _ar().quantize()
     assert torch.are_deterministic_algorithms_enabled() == before
     assert all(torch.equal(a[n].codes, b[n].codes) for n in a)
+
+
+@pytest.mark.parametrize("scheme", ["MXFP4", "NVFP4", "FP8_BLOCK", "GGUF:Q4_K_M", "GGUF:Q2_K_S", "W8A16"])
+@pytest.mark.parametrize("iters", [0, 2])
+def test_every_data_type_gives_records_matching_the_model(scheme, iters):
+    ar = AutoRound(tiny_model("llama", hidden_size=256, intermediate_size=512), scheme=scheme,
+                   dataset=random_samples(4, 8), nsamples=4, seqlen=8, batch_size=2, iters=iters, verbose=False)
+    model, records = ar.quantize()
+    assert len(records) >= 14
+    for name, qt in records.items():
+        assert qt.scheme.data_type == ar.plan.entries[name].scheme.data_type
+        assert torch.equal(weight_of(get_module(model, name)).detach().float(), qt.dequantize())

@@ -54,7 +54,9 @@ def _same_dirs(a, b):
     ("W4A16G32", {}),
     ({"bits": 2, "group_size": 32, "sym": False}, {}),
     ("W8A16", {"layer_config": {"mlp.down_proj": "W2A16G64"}, "ignore_layers": "layers.1.self_attn.o_proj"}),
+    ({"bits": 4, "group_size": 32, "sym": False}, {"quant_lm_head": True}),
     ("MXFP4", {}),
+    ("MXFP8", {}),
 ])
 def test_output_is_byte_identical_to_the_regular_rtn_path(src, tmp_path, scheme, kw):
     _regular(src, tmp_path / "reg", scheme, **kw)
@@ -63,6 +65,9 @@ def test_output_is_byte_identical_to_the_regular_rtn_path(src, tmp_path, scheme,
     assert all(same.values()), same
     assert "model.safetensors" in same and "generation_config.json" in same
     assert result.plan.quantized()
+    with safe_open(str(tmp_path / "free" / "model.safetensors"), "pt") as f:
+        head_packed = not any(k == "lm_head.weight" for k in f.keys())
+    assert head_packed == bool(kw.get("quant_lm_head"))
 
 
 def test_worker_processes_give_the_same_bytes(src, tmp_path):
@@ -135,3 +140,21 @@ def test_unknown_architecture_uses_names_and_shapes(tmp_path):
             assert torch.equal(f.get_tensor(k), tensors[k])
         assert f"{b}experts.1.down_proj.qweight" in f.keys()
     assert (tmp_path / "o" / "tokenizer.json").is_file()
+
+
+def test_an_autoscheme_layer_config_exports_model_free_with_parity(src, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from ar_algos.autoscheme import AutoScheme
+
+    model = AutoModelForCausalLM.from_pretrained(src, dtype="auto")
+    search = AutoScheme(3.0, "W2A16G32,W4A16G32,W8A16G32", verbose=False)
+    config = search.search(model, samples=[{"input_ids": torch.arange(16)[None] % 128,
+                                            "attention_mask": torch.ones(1, 16, dtype=torch.long)}])
+    assert len(set(config.values())) > 1
+    _regular(src, tmp_path / "reg", "W2A16G32", layer_config=config)
+    quantize_model_free(src, tmp_path / "free", scheme="W2A16G32", layer_config=config)
+    same = _same_dirs(tmp_path / "reg", tmp_path / "free")
+    assert all(same.values()), same
+    qc = json.loads((tmp_path / "free" / "config.json").read_text())["quantization_config"]
+    assert {e.get("bits") for e in qc["extra_config"].values()} - {None} <= {4, 8}

@@ -62,11 +62,11 @@ def _from_meta(ckpt: Checkpoint) -> Layout:
     lm_head = find_lm_head(model, blocks)
     infos, missing = [], []
     for x in layer_infos(model, blocks):
-        (infos if f"{x.name}.weight" in ckpt.tensors or x.name == lm_head else missing).append(x.name)
+        stored = f"{x.name}.weight" in ckpt.tensors or x.name == lm_head
+        (infos if stored else missing).append(x if stored else x.name)
     if missing:
         log.warning("model-free: %d layers have no stored '<name>.weight' tensor (e.g. %s); their tensors are "
                     "copied unquantized", len(missing), missing[0])
-    infos = [x for x in layer_infos(model, blocks) if x.name in set(infos)]
     tied = has_tied_head(model)
     transposed = {x.name for x in infos if x.kind == "conv1d"}
     keys = list(model.state_dict().keys())

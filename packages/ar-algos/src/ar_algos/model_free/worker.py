@@ -69,7 +69,8 @@ def quantize_shard(task: ShardTask) -> ShardResult:
             if key in task.quant:
                 name, transposed = task.quant[key]
                 qt = quantize(t.t() if transposed else t, schemes[name])
-                packed = {f"{name}.{suffix}": v.contiguous() for suffix, v in writer.layer_tensors(name, qt, ctx).items()}
+                tensors = writer.layer_tensors(name, qt, ctx)
+                packed = {f"{name}.{suffix}": v.contiguous() for suffix, v in tensors.items()}
             else:
                 packed = {key: t.to(dtype) if t.is_floating_point() else t}
             del t
