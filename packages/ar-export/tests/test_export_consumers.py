@@ -153,7 +153,7 @@ def test_llm_compressor_int_loads_in_transformers(tmp_path, base, scheme, overri
     _same_weights(lm, q, rel=2.0**-10)
 
 
-@pytest.mark.parametrize("scheme", ["INT8_W8A8", "MXFP4", "MXFP8", "NVFP4", "FP8_STATIC"])
+@pytest.mark.parametrize("scheme", ["INT8_W8A8", "MXFP4", "MXFP8", "NVFP4", "FP8_STATIC", "FP8_BLOCK", "FPW8A16"])
 def test_llm_compressor_act_schemes_load_in_transformers(tmp_path, base, scheme):
     out, q = _export(tmp_path, base, "llm_compressor", scheme)
     _same_weights(_load_hf(out, torch.bfloat16), q)

@@ -19,6 +19,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        allow_abbrev=False)
     p.add_argument("path", help="a saved checkpoint directory or a .gguf file")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
+    p.add_argument("--device", default="cpu", help="device whose kernel choice to explain: cpu (default), cuda, "
+                                                   "mps, auto")
+    p.add_argument("--backend", help="explain a forced backend (torch, triton, mlx) instead of the automatic choice")
+    p.add_argument("--backends", action="store_true", help="also show why the other backends were rejected")
     return p
 
 
@@ -73,13 +77,28 @@ def _gguf_tensors(path: Path) -> list:
     return GGUFReader(path).tensors
 
 
-def inspect_checkpoint(path: str | Path) -> dict:
-    """Everything `ar inspect` prints, as a JSON-ready dict."""
+def add_backends(path: Path, rows: list[dict], device: str, backend: str | None) -> None:
+    """Put ar_kernels.explain's kernel choice on each quantized row: backend (None when no backend can run the
+    layer), reason, and the rejected backends with why."""
+    from ar_kernels import explain
+
+    chosen = {r["layer"]: r for r in explain(path, device=device, backend=backend) if r["quantized"]}
+    for row in rows:
+        e = chosen.get(row["layer"])
+        if e is not None:
+            row.update(backend=e["backend"], reason=e["reason"].split("; rejected:")[0], rejected=e["rejected"])
+
+
+def inspect_checkpoint(path: str | Path, device: str = "cpu", backend: str | None = None) -> dict:
+    """Everything `ar inspect` prints, as a JSON-ready dict; quantized layers of a transformers-style checkpoint
+    carry the inference backend `ar_kernels.load` would pick on `device` (or `backend` when forced) and why."""
     p = Path(path)
     files = weight_files(p)
     ggufs = [f for f in files if f.suffix == ".gguf"]
     if p.is_dir() and (p / "config.json").is_file():
         fields, rows = _hf_layers(p, [f for f in files if f.suffix != ".gguf"])
+        if fields["method"] is not None:
+            add_backends(p, rows, device, backend)
         size = size_report(p)
     elif ggufs:
         tensors = _gguf_tensors(ggufs[0])
@@ -98,13 +117,14 @@ def inspect_checkpoint(path: str | Path) -> dict:
             "consumers": {k: {"ok": ok, "reason": why} for k, (ok, why) in support.items()}}
 
 
-def render(info: dict) -> str:
-    """The human-readable report."""
+def render(info: dict, rejected: bool = False) -> str:
+    """The human-readable report (`rejected`: list why the other backends were not chosen)."""
     width = max(len(r["layer"]) for r in info["layers"]) if info["layers"] else 5
-    lines = [f"{'layer'.ljust(width)}  {'scheme':<24} {'packing':<10} bpw"]
+    lines = [f"{'layer'.ljust(width)}  {'scheme':<24} {'packing':<10} {'backend':<8} bpw"]
     for r in info["layers"]:
         bpw = f"{r['bits_per_weight']:.3f}" if r["bits_per_weight"] else "-"
-        lines.append(f"{r['layer'].ljust(width)}  {r['scheme']:<24} {r['packing']:<10} {bpw}")
+        backend = (r["backend"] or "NONE") if "reason" in r else "-"
+        lines.append(f"{r['layer'].ljust(width)}  {r['scheme']:<24} {r['packing']:<10} {backend:<8} {bpw}")
     fmt = info["quant_method"] or ("gguf" if info["gguf_files"] else "16-bit (no quantization config)")
     lines += ["", f"checkpoint   {info['path']}",
               f"format       {fmt}" + (f" (packing {info['packing_format']})" if info["packing_format"] else ""),
@@ -114,11 +134,31 @@ def render(info: dict) -> str:
               "schemes      " + "; ".join(f"{n} x {s}" for s, n in info["scheme_counts"].items()), "consumers"]
     for name, c in info["consumers"].items():
         lines.append(f"  {name:<13} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
-    return "\n".join(lines)
+    return "\n".join(lines + render_backends(info["layers"], rejected))
+
+
+def render_backends(rows: list[dict], rejected: bool) -> list[str]:
+    """Lines grouping the quantized layers by kernel choice (backend and reason; with `rejected`, also why each
+    other backend was not used)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "reason" in r:
+            key = (r["backend"], r["scheme"], tuple(sorted(r["rejected"].items())) if rejected else ())
+            groups.setdefault(key, []).append(r)
+    if not groups:
+        return []
+    lines = ["inference backends (ar_kernels.load)"]
+    for (backend, scheme, why_not), members in groups.items():
+        lines.append(f"  {backend or 'NONE':<13} {len(members)} x {scheme}: {members[0]['reason']}")
+        lines += [f"      not {name}: {why}" for name, why in why_not]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:
     """Print the inspection of `args.path`."""
-    info = inspect_checkpoint(args.path)
-    print(json.dumps(info, indent=2) if args.json else render(info))
+    info = inspect_checkpoint(args.path, args.device, args.backend)
+    if args.json and not args.backends:
+        for row in info["layers"]:
+            row.pop("rejected", None)
+    print(json.dumps(info, indent=2) if args.json else render(info, args.backends))
     return 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ar_core.bits import bits_per_weight
 from ar_core.presets import PRESETS
 from ar_core.registry import REGISTRIES
 
+REFERENCE_SHAPE = (4096, 4096)
 WHAT = ("schemes", "formats", "backends", "recipes", "algorithms", "datasets")
 
 
@@ -23,11 +25,16 @@ def _table(rows: list[tuple]) -> str:
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def list_schemes() -> str:
-    """Every preset with its weight and activation settings."""
-    rows = [("scheme", "bits", "group", "sym", "data_type", "act_bits")]
-    rows += [(name, s.bits, s.group_size, s.sym, s.gguf or s.data_type, s.act_bits) for name, s in PRESETS.items()]
-    return _table(rows)
+def list_schemes(shape: tuple[int, int] = REFERENCE_SHAPE) -> str:
+    """Every preset with its weight and activation settings and its bits per weight on a layer of `shape`
+    [out, in] (ar_core.bits), counting the scale/zero bits ("bpw") and the codes only ("code bpw")."""
+    rows = [("scheme", "bits", "group", "sym", "data_type", "act_bits", "bpw", "code bpw")]
+    for name, s in PRESETS.items():
+        total, codes = (bits_per_weight(s, shape, with_params=w) for w in (True, False))
+        rows.append((name, s.bits, s.group_size, s.sym, s.gguf or s.data_type, s.act_bits, f"{total:.4g}",
+                     f"{codes:.4g}"))
+    return _table(rows) + (f"\nbpw: bits per weight of a {shape[0]}x{shape[1]} layer with scale/zero bits; code bpw: "
+                           "the codes alone (GGUF mixes: their base type)")
 
 
 def list_formats() -> str:
@@ -43,13 +50,23 @@ def list_formats() -> str:
     return _table(rows)
 
 
-def list_backends() -> str:
-    """Inference backends by priority, with their devices and whether they are installed."""
-    from ar_kernels import list_backends as backends
+def _joined(values) -> str:
+    return "any" if values is None else ",".join(map(str, values)) or "-"
 
-    rows = [("backend", "priority", "installed", "install")]
-    rows += [(b.name, b.priority, "yes" if b.is_installed() else "no", b.install) for b in backends()]
-    return _table(rows)
+
+def list_backends() -> str:
+    """Inference backends by priority (ar_kernels.backend_table): devices (automatic ones first), what they run,
+    whether they are installed and the install command."""
+    from ar_kernels import backend_table
+
+    rows = [("backend", "priority", "devices (auto)", "data types", "bits", "group sizes", "packings", "installed",
+             "install")]
+    table = backend_table()
+    for b in table:
+        rows.append((b["name"], b["priority"], f"{_joined(b['devices'])} ({_joined(b['auto_devices'])})",
+                     _joined(b["data_types"]), _joined(b["bits"]), _joined(b["group_sizes"]), _joined(b["packings"]),
+                     "yes" if b["installed"] else "no", b["install"]))
+    return _table(rows) + "\n" + "\n".join(f"{b['name']}: {b['description']}" for b in table)
 
 
 def list_recipes() -> str:

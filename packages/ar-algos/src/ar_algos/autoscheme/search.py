@@ -182,9 +182,10 @@ def _quantized_by_default(plan: Plan, name: str) -> bool:
 
 def _touched(names: list[str], layer_config: dict | None, ignore_layers: Any) -> set[str]:
     """Layers the user fixed: hit by a layer_config key (exact name or pattern) or an ignore_layers entry."""
+    known = set(names)
     hit = set()
     for key in layer_config or {}:
-        hit |= {n for n in names if n == key} if key in names else {n for n in names if key_regex(key).search(n)}
+        hit |= {key} if key in known else {n for n in names if key_regex(key).search(n)}
     for entry in parse_ignore(ignore_layers):
         hit |= {n for n in names if substring_regex(entry).search(n)}
     return hit

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from ar_core.errors import SchemeError, field_error
+from ar_core.errors import ArError, SchemeError, field_error
 from ar_core.io import atomic_output_dir
 from ar_core.layer_config import Plan, resolve_plan
 from ar_core.presets import parse_scheme
@@ -104,15 +104,15 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     """
     start = time.perf_counter()
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise field_error(SchemeError, "workers", workers, "an int >= 1 (worker processes)")
+        raise field_error(ArError, "workers", workers, "an int >= 1 (worker processes)")
     default = parse_scheme(scheme)
+    writer = FORMATS.get(format)
     ckpt = read_checkpoint(model_dir)
     layout = describe(ckpt, use_meta)
     plan = resolve_plan(layout.layers, default, layer_config=layer_config, ignore_layers=ignore_layers,
                         quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
                         format=format)
     _check_schemes(plan)
-    writer = FORMATS.get(format)
     writer.check({n: s for n, s in plan.schemes().items() if s.is_quantized})
     layers = [(x.name, plan.entries[x.name].scheme, (x.out_features, x.in_features)) for x in layout.layers]
     ctx = ShapeContext(layers, regular_run_info(plan), torch.float32)
