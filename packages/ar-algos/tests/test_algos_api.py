@@ -58,6 +58,11 @@ def test_bad_knobs_raise_arerror_naming_the_field(kw, field):
         _ar(**kw)
 
 
+def test_a_missing_model_path_is_an_arerror(tmp_path):
+    with pytest.raises(ArError, match="missing"):
+        AutoRound(str(tmp_path / "missing"), recipe="rtn")
+
+
 def test_data_driven_algorithms_need_data_or_a_tokenizer():
     with pytest.raises(ArError, match="tokenizer"):
         AutoRound(tiny_model("llama"), iters=2)

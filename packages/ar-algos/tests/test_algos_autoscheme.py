@@ -129,3 +129,14 @@ def test_routed_experts_of_a_block_share_one_option():
         assert len(experts) == 1
     assert not any(n.endswith("mlp.gate") for n in config)
     assert report.used_bits <= report.budget_bits
+
+
+def test_a_fused_group_with_a_16bit_member_stays_16bit_together():
+    model = tiny_model("llama", num_key_value_heads=1)  # k/v out_features 16: not packable, kept 16-bit
+    config, report = _search(model, 5.5)
+    for b in range(2):
+        for p in "qkv":
+            name = f"model.layers.{b}.self_attn.{p}_proj"
+            assert config[name] == "BF16" and report.plan.entries[name].scheme.bits == 16
+        assert config[f"model.layers.{b}.self_attn.o_proj"] != "BF16"
+    assert report.used_bits <= report.budget_bits

@@ -158,3 +158,13 @@ def test_an_autoscheme_layer_config_exports_model_free_with_parity(src, tmp_path
     assert all(same.values()), same
     qc = json.loads((tmp_path / "free" / "config.json").read_text())["quantization_config"]
     assert {e.get("bits") for e in qc["extra_config"].values()} - {None} <= {4, 8}
+
+
+def test_moe_checkpoint_matches_the_regular_path(tmp_path):
+    _register_auto_round()
+    tiny_model("qwen3_moe", dtype=torch.bfloat16).save_pretrained(tmp_path / "src")
+    _regular(tmp_path / "src", tmp_path / "reg", "W4A16G32")
+    r = quantize_model_free(tmp_path / "src", tmp_path / "free", scheme="W4A16G32")
+    assert sum(".experts." in n for n in r.plan.quantized()) == 2 * 4 * 3
+    same = _same_dirs(tmp_path / "reg", tmp_path / "free")
+    assert all(same.values()), same

@@ -24,6 +24,7 @@ class ExpertMLP(nn.Module):
         self.act_fn = act_fn
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The expert's output for tokens x [T, hidden]."""
         return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -31,6 +32,7 @@ class UnfusedExperts(nn.ModuleList):
     """Drop-in replacement for a fused experts module: same call signature (tokens, top-k ids, top-k weights)."""
 
     def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor):
+        """Sum over each token's chosen experts of weight * expert(token); tokens [T, hidden], top-k [T, k]."""
         out = torch.zeros_like(hidden_states)
         for e, expert in enumerate(self):
             token_idx, slot = torch.where(top_k_index == e)

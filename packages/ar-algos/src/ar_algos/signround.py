@@ -58,6 +58,7 @@ class _Layer:
     beta: torch.Tensor | None
 
     def params(self) -> list[torch.Tensor]:
+        """The learnable tensors of this layer."""
         return [p for p in (self.v, self.alpha, self.beta) if p is not None]
 
 

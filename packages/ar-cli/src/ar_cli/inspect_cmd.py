@@ -11,6 +11,7 @@ from ar_core.errors import CheckpointError, PluginError
 from ar_eval.size import safetensors_header, size_report, weight_files
 
 from .consumers import Facts, consumer_support
+from .flags import UsageError
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -156,6 +157,12 @@ def render_backends(rows: list[dict], rejected: bool) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Print the inspection of `args.path`."""
+    if args.backend is not None:
+        from ar_kernels import backend_table
+
+        names = [b["name"] for b in backend_table()]
+        if args.backend not in names:
+            raise UsageError(f"--backend {args.backend!r} is not a backend; one of {', '.join(names)}")
     info = inspect_checkpoint(args.path, args.device, args.backend)
     if args.json and not args.backends:
         for row in info["layers"]:

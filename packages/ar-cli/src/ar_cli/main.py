@@ -12,10 +12,11 @@ import sys
 
 from ar_core.errors import ArError
 
-from . import eval_cmd, inspect_cmd, list_cmd, quantize_cmd
+from . import convert_cmd, eval_cmd, inspect_cmd, list_cmd, quantize_cmd
 from .flags import UsageError
 
-COMMANDS = {"quantize": quantize_cmd, "eval": eval_cmd, "list": list_cmd, "inspect": inspect_cmd}
+COMMANDS = {"quantize": quantize_cmd, "eval": eval_cmd, "list": list_cmd, "inspect": inspect_cmd,
+            "convert": convert_cmd}
 
 
 def build_parser(prog: str = "ar") -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ from ar_core.registry import ALGORITHMS, FORMATS
 from ar_core.scheme import QuantScheme
 
 from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
+from .model_free_mode import check_model_free, run_model_free
+from .vlm import detect_vlm
 
 RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
 # CLI flag -> AutoRound keyword, for the knobs passed straight through when set.
@@ -20,8 +22,7 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
                 "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
-                "seed": "seed", "adam": "enable_adam", "avg_bits": "avg_bits", "options": "options",
-                "model_free": "model_free"}
+                "seed": "seed", "adam": "enable_adam", "avg_bits": "avg_bits", "options": "options"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
@@ -230,25 +231,45 @@ def _api(mllm: bool):
     return api
 
 
+def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> list[Path]:
+    """The regular path: AutoRound (or AutoRoundMLLM for --mllm and detected VLM configs) quantizes and saves."""
+    route_algorithm(args)
+    _apply_recipe(args)
+    scheme = build_scheme(args, formats)
+    check_flags(args, formats, user_set)
+    evidence = None if args.mllm else detect_vlm(args.model)
+    if evidence:
+        print(f"{args.model} looks like a vision-language model ({evidence}): quantizing with AutoRoundMLLM")
+    mllm = args.mllm or evidence is not None
+    api = _api(mllm)
+    from ar_algos import AutoRound
+    from ar_algos.config import TuneConfig
+
+    knobs = {f.name for f in dataclasses.fields(TuneConfig)}
+    if mllm:  # AutoRoundMLLM hands its other keywords to AutoRound
+        knobs |= set(inspect.signature(AutoRound).parameters)
+    kwargs = autoround_kwargs(args, scheme, api, knobs)
+    out_dir = Path(args.output_dir) / output_name(args.model, scheme)
+    _, paths = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
+    for path in paths:
+        print(f"saved {path}")
+    return paths
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate every flag, then quantize, save, and optionally evaluate."""
     if (args.model is None) == (args.model_flag is None):
         raise UsageError("give the model once: as MODEL or as --model MODEL")
     args.model = args.model or args.model_flag
     user_set = {k for k, v in vars(args).items() if v is not None}
-    route_algorithm(args)
-    _apply_recipe(args)
     formats = _formats(args)
-    scheme = build_scheme(args, formats)
-    check_flags(args, formats, user_set)
-    api = _api(args.mllm)
-    from ar_algos.config import TuneConfig
-
-    kwargs = autoround_kwargs(args, scheme, api, {f.name for f in dataclasses.fields(TuneConfig)})
-    out_dir = Path(args.output_dir) / output_name(args.model, scheme)
-    _, paths = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
-    for path in paths:
-        print(f"saved {path}")
+    if args.model_free:
+        check_model_free(args, formats, user_set)
+        scheme = build_scheme(args, formats)
+        out_dir = Path(args.output_dir) / output_name(args.model, scheme)
+        paths = [run_model_free(args, model_path(args.model), scheme, formats[0], out_dir)]
+    else:
+        paths = _quantize(args, formats, user_set)
     if args.eval or args.tasks:
         from .eval_cmd import evaluate_after_quantize
 

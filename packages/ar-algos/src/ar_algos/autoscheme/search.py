@@ -24,13 +24,13 @@ from ar_core.bits import layer_bits
 from ar_core.errors import ArError, field_error
 from ar_core.layer_config import LayerInfo, Plan, resolve_plan
 from ar_core.plan.patterns import key_regex, parse_ignore, substring_regex
-from ar_core.plan.shapes import shape_fallback
+from ar_core.plan.shapes import KEEP_16BIT, shape_fallback
 from ar_core.scheme import QuantScheme
 
 from ..blocks import find_blocks, find_lm_head, find_linears, has_tied_head
 from ..moe import unfuse_experts
 from ..plan import layer_infos
-from .options import Option, parse_options
+from .options import parse_options
 from .scores import layer_scores
 from .solver import solve
 from .units import decision_units
@@ -106,13 +106,14 @@ class AutoScheme:
         """Score, solve and return the layer_config (user entries kept, every searched layer by exact name).
 
         Fused MoE experts are unfused in place first (as AutoRound does), so each expert is a layer; the routed
-        experts of one block share one option. `samples` (token-id dicts) replaces the calibration data.
+        experts of one block share one option. `samples` (token-id dicts) replaces the calibration data. Bad
+        settings and budgets no choice can meet raise ArError before any scoring.
         """
         unfuse_experts(model)
         blocks = find_blocks(model)
         infos = layer_infos(model, blocks)
-        lm_head, tied = find_lm_head(model, blocks), has_tied_head(model)
-        kw = dict(ignore_layers=ignore_layers, quant_lm_head=quant_lm_head, tied_embeddings=tied,
+        lm_head = find_lm_head(model, blocks)
+        kw = dict(ignore_layers=ignore_layers, quant_lm_head=quant_lm_head, tied_embeddings=has_tied_head(model),
                   lm_head_name=lm_head)
         default = self.options[0].scheme
         base = resolve_plan(infos, default, **{**kw, "ignore_layers": None})
@@ -122,33 +123,32 @@ class AutoScheme:
             raise ArError("AutoScheme found no layer to search: every quantizable layer is fixed by layer_config "
                           "or ignore_layers")
         fixed_plan = resolve_plan(infos, default, layer_config=layer_config, **kw)
-        fixed = {n: self._bits(fixed_plan.entries[n].scheme, _shape(x)) for x in infos
-                 if (n := x.name) in fixed_names}
-        searched_names = {x.name for x in searched}
-        elements = sum(x.in_features * x.out_features for x in infos if x.name in fixed or x.name in searched_names)
-        budget = math.floor(self.avg_bits * elements) - sum(fixed.values())
-        effective = {x.name: [_effective(x, o.scheme) for o in self.options] for x in searched}
-        modules = find_linears(model)
-        scores = self._score(model, {x.name: modules[x.name] for x in searched},
-                             {n: [s if s.is_quantized else None for s in ss] for n, ss in effective.items()},
-                             self._samples(model, tokenizer, samples))
-        units = decision_units([x.name for x in searched], self.shared_layers)
+        fixed = {x.name: self._bits(fixed_plan.entries[x.name].scheme, _shape(x)) for x in infos
+                 if x.name in fixed_names}
+        effective, tied_groups = _effective_schemes(searched, [o.scheme for o in self.options])
+        units = decision_units([x.name for x in searched], list(self.shared_layers or []) + tied_groups)
         shapes = {x.name: _shape(x) for x in searched}
         costs = [[sum(self._bits(effective[n][j], shapes[n]) for n in unit) for j in range(len(self.options))]
                  for unit in units]
-        losses = [[sum(scores[n][j] for n in unit) for j in range(len(self.options))] for unit in units]
-        try:
-            picks = solve(costs, losses, budget)
-        except ArError:
-            cheapest = (sum(min(c) for c in costs) + sum(fixed.values())) / elements
+        elements = sum(x.in_features * x.out_features for x in infos if x.name in fixed or x.name in shapes)
+        budget = math.floor(self.avg_bits * elements) - sum(fixed.values())
+        cheapest = sum(min(c) for c in costs)
+        if cheapest > budget:
+            floor = (cheapest + sum(fixed.values())) / elements
             raise field_error(ArError, "avg_bits", self.avg_bits,
-                              f"at least {cheapest:.4f} (the cheapest choice of these options and fixed layers)")
+                              f"at least {floor:.4f} (the cheapest choice of these options and fixed layers)")
+        modules = find_linears(model)
+        scores = self._score(model, {n: modules[n] for n in shapes},
+                             {n: [s if s.is_quantized else None for s in ss] for n, ss in effective.items()},
+                             self._samples(model, tokenizer, samples))
+        losses = [[sum(scores[n][j] for n in unit) for j in range(len(self.options))] for unit in units]
+        picks = solve(costs, losses, budget)
         result = dict(layer_config or {})
         for unit, j in zip(units, picks):
             result.update({n: self.options[j].value if effective[n][j].is_quantized else KEEP_HIGH
                            for n in unit})
         final = resolve_plan(infos, default, layer_config=result, **kw)
-        scope = [x for x in infos if x.name in fixed or x.name in effective]
+        scope = [x for x in infos if x.name in fixed or x.name in shapes]
         self.report = _report(result, final, scope, budget + sum(fixed.values()), scores, self._bits)
         if self.verbose:
             print(self.report.summary())
@@ -173,6 +173,26 @@ def _effective(x: LayerInfo, s: QuantScheme) -> QuantScheme:
     """The scheme the plan gives layer `x` when `s` is asked for (shape rules applied)."""
     fb = shape_fallback(x, s, s.gguf is not None)
     return s if fb is None else fb[0]
+
+
+def _effective_schemes(layers: list[LayerInfo], options: list[QuantScheme]):
+    """Per layer, the scheme each option really gives it; and the fused groups (q/k/v, gate/up) that must be
+    decided together because an option leaves one member 16-bit, which then holds for every member (they are
+    served as one matrix)."""
+    eff = {x.name: [_effective(x, s) for s in options] for x in layers}
+    groups: dict[str, list[str]] = {}
+    for x in layers:
+        if x.fused_group is not None:
+            groups.setdefault(x.fused_group, []).append(x.name)
+    tied = []
+    for members in groups.values():
+        high = [j for j in range(len(options)) if any(not eff[m][j].is_quantized for m in members)]
+        if not high or len(members) < 2:
+            continue
+        tied.append(members)
+        for m in members:
+            eff[m] = [KEEP_16BIT if j in high else s for j, s in enumerate(eff[m])]
+    return eff, tied
 
 
 def _quantized_by_default(plan: Plan, name: str) -> bool:

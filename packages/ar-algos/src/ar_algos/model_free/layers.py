@@ -60,10 +60,10 @@ def _from_meta(ckpt: Checkpoint) -> Layout:
     unfuse_experts(model)
     blocks = find_blocks(model)
     lm_head = find_lm_head(model, blocks)
-    infos, missing = [], []
-    for x in layer_infos(model, blocks):
-        stored = f"{x.name}.weight" in ckpt.tensors or x.name == lm_head
-        (infos if stored else missing).append(x if stored else x.name)
+    every = layer_infos(model, blocks)
+    infos = [x for x in every if f"{x.name}.weight" in ckpt.tensors or x.name == lm_head]
+    kept = {x.name for x in infos}
+    missing = [x.name for x in every if x.name not in kept]
     if missing:
         log.warning("model-free: %d layers have no stored '<name>.weight' tensor (e.g. %s); their tensors are "
                     "copied unquantized", len(missing), missing[0])

@@ -1,0 +1,45 @@
+"""`ar quantize MODEL --model_free`: plain RTN straight from the safetensors shards (ar_algos.model_free), without
+loading the model; only the scheme, layer selection, format and output flags apply."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .flags import UsageError, relaxed_json
+
+# Flags (default None) that need a loaded model or calibration, so they mean nothing in model-free mode.
+NEEDS_MODEL = ("lr", "minmax_lr", "nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "dataset",
+               "adam", "seed", "device_map", "low_gpu_mem_usage", "enable_torch_compile", "avg_bits", "options")
+
+
+def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:
+    """Refuse flags that model-free mode cannot honour (it is plain RTN over the files, one format)."""
+    for name in NEEDS_MODEL:
+        if name in user_set:
+            raise UsageError(f"--{name} has no effect with --model_free (plain RTN from the files, no model or "
+                             "calibration data): drop it, or drop --model_free")
+    if args.iters:
+        raise UsageError(f"--model_free is plain RTN and contradicts --iters {args.iters}")
+    if args.algorithm is not None and args.algorithm.replace("_", "-").lower() != "rtn":
+        raise UsageError(f"--model_free is plain RTN and contradicts --algorithm {args.algorithm}")
+    if args.recipe not in ("default", "rtn"):
+        raise UsageError(f"--model_free is plain RTN and contradicts --recipe {args.recipe}")
+    if args.mllm:
+        raise UsageError("--model_free does not take --mllm (it quantizes the files of any model as they are)")
+    if len(formats) != 1:
+        raise UsageError(f"--model_free writes one format, not --format {args.format}")
+    if args.limit is not None and not args.tasks:
+        raise UsageError("--limit only applies with --tasks")
+
+
+def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, out_dir: Path) -> Path:
+    """Quantize `model_dir` with RTN into `out_dir` as `fmt`; prints and returns the saved path."""
+    from ar_algos.model_free import quantize_model_free
+
+    layer_config = relaxed_json(args.layer_config, "--layer_config") if args.layer_config else None
+    result = quantize_model_free(model_dir, out_dir, scheme=scheme, layer_config=layer_config,
+                                 ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt)
+    print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
+    print(f"saved {result.path}")
+    return result.path
