@@ -17,7 +17,7 @@ from ar_core.registry import FORMATS
 
 from .blocks import find_blocks, find_lm_head
 from .checkpoint import WorkDir, digest, model_digest
-from .config import make_config
+from .config import TuneConfig, make_config
 from .driver import Job, quantize_blocks
 from .moe import unfuse_experts
 from .plan import build_plan
@@ -153,7 +153,8 @@ class AutoRound:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
         formats = self._formats(format)
         model = self.model if inplace else copy.deepcopy(self.model)
-        run_info = {"algorithm": self.cfg.algorithm, "knobs": self.cfg.to_dict(), "plan": self.plan.to_json()}
+        defaults = TuneConfig().to_dict()
+        run_info = {k: v for k, v in self.cfg.to_dict().items() if k == "iters" or v != defaults[k]}
         paths = []
         for fmt in formats:
             target = Path(output_dir) if len(formats) == 1 else Path(output_dir) / fmt.name
