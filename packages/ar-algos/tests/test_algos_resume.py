@@ -62,3 +62,12 @@ def test_a_different_run_refuses_to_resume_unless_asked(tmp_path, monkeypatch):
     _, fresh = _ar(tmp_path / "w", iters=4, resume=False).quantize()
     _, ref = _ar(None, iters=4).quantize()
     _same(ref, fresh)
+
+
+def test_a_foreign_directory_is_never_wiped(tmp_path):
+    keep = tmp_path / "mine" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("important")
+    with pytest.raises(CheckpointError, match="not a work directory"):
+        _ar(keep.parent, resume=False).quantize()
+    assert keep.read_text() == "important"

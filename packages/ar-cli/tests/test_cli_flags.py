@@ -33,7 +33,7 @@ def _usage_error(capsys, argv) -> str:
     (["quantize", "m", "--scheme", "GGUF:Q4_K_M", "--bits", "3"], "bits"),
     (["quantize", "m", "--quant_lm_head", "--format", "auto_gptq"], "--quant_lm_head"),
     (["quantize", "m", "--options", "W2A16,W4A16"], "--avg_bits"),
-    (["quantize", "m", "--avg_bits", "3.5"], "not available yet"),
+    (["quantize", "m", "--avg_bits", "3.5"], "needs --options"),
     (["quantize", "m", "--model_free", "--iters", "5"], "contradicts --iters 5"),
     (["quantize", "m", "--algorithm", "awq"], "not available yet"),
     (["quantize", "m", "--algorithm", "bogus"], "'bogus'"),

@@ -111,7 +111,7 @@ def test_convert_gptq_to_auto_round_keeps_codes(capsys, gptq_dir, tmp_path):
     info = json.loads(capsys.readouterr().out)
     assert info["scheme_counts"] == {"int 4-bit g32 sym": 10, "16-bit": 3, "int 8-bit g32 sym": 2}
     assert main(["convert", str(gptq_dir), str(dst)]) == 1  # exists: needs --overwrite
-    assert "overwrite" in capsys.readouterr().err
+    assert "exists; pass --overwrite to replace it" in capsys.readouterr().err
     assert main(["convert", str(gptq_dir), str(dst), "--overwrite"]) == 0
     assert "'gptqq'" in _usage_error(capsys, ["convert", str(gptq_dir), str(dst), "--format", "gptqq"])
 
@@ -158,6 +158,12 @@ def test_vlm_goes_to_autoround_mllm(capsys, vlm_dir, tmp_path, flags):
     assert tensors[lang.format(1)].equal(src[lang.format(1)])  # --ignore_layers reached AutoRound
 
 
+def test_inspect_refuses_a_vlm_checkpoint_cleanly(capsys, vlm_dir):
+    assert main(["inspect", str(vlm_dir[0])]) == 1
+    err = capsys.readouterr().err
+    assert "cannot list its layers" in err and "Traceback" not in err
+
+
 def test_model_free_matches_the_regular_rtn_path(capsys, tiny_model_dir, tmp_path):
     common = ["--scheme", "W4A16G32", "--ignore_layers", "layers.1.mlp", "--output_dir"]
     assert main(["quantize", str(tiny_model_dir), "--model_free", *common, str(tmp_path / "free")]) == 0
@@ -180,3 +186,33 @@ def test_model_free_matches_the_regular_rtn_path(capsys, tiny_model_dir, tmp_pat
 ])
 def test_model_free_refuses_flags_it_cannot_honour(capsys, extra, needle):
     assert needle in _usage_error(capsys, ["quantize", "m", "--model_free", *extra])
+
+
+def test_avg_bits_searches_a_mixed_layer_config_under_the_budget(capsys, tiny_model_dir, tmp_path):
+    from ar_core.bits import average_bits
+    from ar_core.scheme import QuantScheme
+    from ar_kernels import explain
+
+    rc = main(["quantize", str(tiny_model_dir), "--avg_bits", "4.5", "--options", "W2A16G32,W4A16G32,W8A16G32",
+               "--algorithm", "rtn", "--dataset", "pydoc", "--output_dir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "AutoScheme: " in out
+    rows = [r for r in explain(tmp_path / "tiny-llama-avg4.5b") if r["quantized"]]
+    assert len(rows) == 2 * 7 and len({r["bits"] for r in rows}) > 1  # mixed widths, every block linear
+    layers = [(QuantScheme(bits=r["bits"], group_size=r["group_size"], sym=r["sym"]),
+               (r["out_features"], r["in_features"])) for r in rows]
+    assert 4.0 < average_bits(layers) <= 4.5
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--avg_bits", "3"], "needs --options"),
+    (["--avg_bits", "3", "--options", "W2A16,W4A16", "--scheme", "W4A16"], "--scheme contradicts --avg_bits"),
+    (["--avg_bits", "3", "--options", "W2A16,W4A16", "--bits", "3"], "--bits contradicts --avg_bits"),
+    (["--avg_bits", "3", "--options", "W2A16,W4A16_MIXED"], "--avg_bits/--options:"),
+    (["--avg_bits", "0", "--options", "W2A16,W4A16"], "avg_bits=0"),
+    (["--avg_bits", "3", "--options", "W2A16,W4A16", "--mllm"], "not available yet"),
+    (["--ignore_scale_zp_bits"], "only applies with --avg_bits"),
+    (["--model_free", "--avg_bits", "3", "--options", "W2A16,W4A16"], "--avg_bits has no effect with --model_free"),
+])
+def test_avg_bits_flag_errors(capsys, extra, needle):
+    assert needle in _usage_error(capsys, ["quantize", "m", *extra])

@@ -17,7 +17,7 @@ from ar_core.registry import FORMATS
 
 from .blocks import find_blocks, find_lm_head
 from .checkpoint import WorkDir, digest, model_digest
-from .config import TuneConfig, make_config
+from .config import make_config
 from .driver import Job, quantize_blocks
 from .moe import unfuse_experts
 from .plan import build_plan
@@ -138,6 +138,11 @@ class AutoRound:
             torch.use_deterministic_algorithms(deterministic)
         return self.model, self.records
 
+    def _source_dir(self) -> Path | None:
+        """The directory the model was loaded from (for side files such as generation_config.json), if any."""
+        path = getattr(getattr(self.model, "config", None), "_name_or_path", None)
+        return Path(path) if path and Path(path).is_dir() else None
+
     def _formats(self, format: str | list[str]) -> list[Any]:
         """Look the formats up and let each check the plan's schemes (raises ArError before any quantization)."""
         formats = [FORMATS.get(name) for name in parse_formats(format)]
@@ -153,13 +158,12 @@ class AutoRound:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
         formats = self._formats(format)
         model = self.model if inplace else copy.deepcopy(self.model)
-        defaults = TuneConfig().to_dict()
-        run_info = {k: v for k, v in self.cfg.to_dict().items() if k == "iters" or v != defaults[k]}
+        run_info = {"algorithm": self.cfg.algorithm, "knobs": self.cfg.to_dict(), "plan": self.plan.to_json()}
         paths = []
         for fmt in formats:
             target = Path(output_dir) if len(formats) == 1 else Path(output_dir) / fmt.name
             paths.append(fmt.save(target, model, self.records, tokenizer=self.tokenizer, run_info=run_info,
-                                  overwrite=True))
+                                  source_dir=self._source_dir(), overwrite=True))
         return paths
 
     def quantize_and_save(self, output_dir: str | Path = "tmp_autoround",

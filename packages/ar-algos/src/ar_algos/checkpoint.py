@@ -74,8 +74,11 @@ class WorkDir:
                     "rerun with the same settings to resume it, pass resume=False to start over, "
                     "or choose another work_dir")
             self.done = int(state["done"])
-        elif self.path.exists():
+        elif state_file.exists():
             shutil.rmtree(self.path)
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise CheckpointError(f"work_dir={str(self.path)!r} exists and is not a work directory of ar (no "
+                                  "run.json); give an empty or new directory")
         self.path.mkdir(parents=True, exist_ok=True)
         if not state_file.exists():
             _save({"fingerprint": fingerprint, "done": 0}, state_file)

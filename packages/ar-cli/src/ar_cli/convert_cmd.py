@@ -4,7 +4,9 @@ format with the exact integer codes, scales and zero points (ar_kernels.convert)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ar_core.errors import CheckpointError
 from ar_core.registry import FORMATS
 
 from .flags import UsageError, model_path
@@ -28,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     """Check the format name, convert, and print where the checkpoint went."""
     if args.format.lower() not in FORMATS.known_names():
         raise UsageError(f"--format {args.format!r} is not a known format; one of {', '.join(FORMATS.known_names())}")
+    if Path(args.dst).exists() and not args.overwrite:
+        raise CheckpointError(f"DST {args.dst!r} exists; pass --overwrite to replace it")
     from ar_kernels import convert
 
     out = convert(model_path(args.src), args.dst, format=args.format.lower(), overwrite=args.overwrite,

@@ -57,7 +57,11 @@ def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
 
     cfg = json.loads((path / "config.json").read_text())
     q = quantization_config(path) if ("quantization_config" in cfg or "quantization" in cfg) else None
-    model = meta_model(path)
+    try:
+        model = meta_model(path)
+    except ValueError as exc:  # transformers has no causal-LM class for this config (e.g. a vision-language model)
+        raise CheckpointError(f"{str(path)!r}: cannot list its layers, {str(exc).splitlines()[0]} (inspect reads "
+                              "causal language models only)") from None
     linears = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)}
     nbytes, has_scales = _module_tensors(files)
     plans = plan_layers(q, linears, find_blocks(model), has_scales) if q else {n: None for n in linears}

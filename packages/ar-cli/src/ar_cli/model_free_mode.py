@@ -10,7 +10,8 @@ from .flags import UsageError, relaxed_json
 
 # Flags (default None) that need a loaded model or calibration, so they mean nothing in model-free mode.
 NEEDS_MODEL = ("lr", "minmax_lr", "nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "dataset",
-               "adam", "seed", "device_map", "low_gpu_mem_usage", "enable_torch_compile", "avg_bits", "options")
+               "adam", "seed", "device_map", "low_gpu_mem_usage", "enable_torch_compile", "avg_bits", "options",
+               "ignore_scale_zp_bits")
 
 
 def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:

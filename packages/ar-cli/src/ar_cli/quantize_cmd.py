@@ -13,6 +13,7 @@ from ar_core.registry import ALGORITHMS, FORMATS
 from ar_core.scheme import QuantScheme
 
 from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
+from .autoscheme_mode import check_autoscheme, make_search, search_layer_config
 from .model_free_mode import check_model_free, run_model_free
 from .vlm import detect_vlm
 
@@ -22,7 +23,7 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
                 "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
-                "seed": "seed", "adam": "enable_adam", "avg_bits": "avg_bits", "options": "options"}
+                "seed": "seed", "adam": "enable_adam"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
@@ -79,7 +80,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     mem.add_argument("--enable_torch_compile", action="store_true", default=None)
     mix = p.add_argument_group("mixed bits and model-free")
     mix.add_argument("--avg_bits", "--target_bits", type=float, help="AutoScheme: target average bits")
-    mix.add_argument("--options", help="AutoScheme: comma list of candidate schemes")
+    mix.add_argument("--options", help="AutoScheme: comma list of candidate schemes, the first one the default")
+    mix.add_argument("--ignore_scale_zp_bits", action="store_true", default=None,
+                     help="AutoScheme: budget the code bits only (scales and zero points not counted)")
     mix.add_argument("--model_free", action="store_true", default=None, help="RTN straight from the files")
     ev = p.add_argument_group("evaluation after quantizing")
     ev.add_argument("--eval", action="store_true", help="print perplexity, KL and top-1 against the source model")
@@ -168,8 +171,6 @@ def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]
         if bad:
             raise UsageError(f"--quant_lm_head is not supported by --format {bad[0]}; "
                              f"use one of {', '.join(LM_HEAD_FORMATS)}")
-    if args.options is not None and args.avg_bits is None:
-        raise UsageError("--options lists AutoScheme candidates and needs --avg_bits")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
 
@@ -235,12 +236,17 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     """The regular path: AutoRound (or AutoRoundMLLM for --mllm and detected VLM configs) quantizes and saves."""
     route_algorithm(args)
     _apply_recipe(args)
+    evidence = None if args.mllm else detect_vlm(args.model)
+    mllm = args.mllm or evidence is not None
+    check_autoscheme(args, user_set, mllm)
+    search = None
+    if args.avg_bits is not None:
+        search = make_search(args, _device(args.device_map) if args.device_map else None)
+        args.scheme = search.options[0].scheme
     scheme = build_scheme(args, formats)
     check_flags(args, formats, user_set)
-    evidence = None if args.mllm else detect_vlm(args.model)
     if evidence:
         print(f"{args.model} looks like a vision-language model ({evidence}): quantizing with AutoRoundMLLM")
-    mllm = args.mllm or evidence is not None
     api = _api(mllm)
     from ar_algos import AutoRound
     from ar_algos.config import TuneConfig
@@ -249,8 +255,12 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     if mllm:  # AutoRoundMLLM hands its other keywords to AutoRound
         knobs |= set(inspect.signature(AutoRound).parameters)
     kwargs = autoround_kwargs(args, scheme, api, knobs)
-    out_dir = Path(args.output_dir) / output_name(args.model, scheme)
-    _, paths = api(args.model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
+    model, name = args.model, output_name(args.model, scheme)
+    if search is not None:
+        model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
+                                                                                 kwargs.get("layer_config"))
+        name = f"{Path(args.model.rstrip('/')).name}-avg{args.avg_bits:g}b"
+    _, paths = api(model, **kwargs).quantize_and_save(str(Path(args.output_dir) / name), format=",".join(formats))
     for path in paths:
         print(f"saved {path}")
     return paths
