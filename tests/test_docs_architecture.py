@@ -16,6 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").rglob("*.md"))
 REFERENCE = re.compile(r"`((?:packages|docs|tests|scripts|benchmarks)/[\w./-]+?)(?::([\w.]+))?`")
+LINK = re.compile(r"\]\((?!https?://|#)([^)#\s]+)")
 
 
 def references(text: str) -> list[tuple[str, str | None]]:
@@ -63,6 +64,12 @@ def test_reference_is_current(path, name):
     assert problem(path, name) is None, problem(path, name)
 
 
+@pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(ROOT)) for p in PAGES])
+def test_relative_links_resolve(page):
+    broken = [link for link in LINK.findall(page.read_text()) if not (page.parent / link).exists()]
+    assert not broken, f"{page.relative_to(ROOT)} links to missing files: {broken}"
+
+
 def test_architecture_page_names_the_code_of_every_package():
     refs = references((ROOT / "docs" / "architecture.md").read_text())
     named = {p.split("/")[1] for p, n in refs if p.startswith("packages/") and n}
@@ -74,8 +81,10 @@ def test_checker_reports_stale_references(tmp_path):
     (tmp_path / "m.py").write_text("class A:\n    def run(self): ...\n\ndef f(): ...\nTABLE = {}\n")
     assert references("see `docs/m.py:A.run` and `docs/x.md`, not `ar_core.registry`") == \
         [("docs/m.py", "A.run"), ("docs/x.md", None)]
-    assert [problem(f"m.py", n, tmp_path) for n in ("A", "A.run", "f", "TABLE")] == [None] * 4
+    assert [problem("m.py", n, tmp_path) for n in ("A", "A.run", "f", "TABLE")] == [None] * 4
     assert problem("m.py", "g", tmp_path) == "m.py defines no g"
     assert problem("m.py", "A.stop", tmp_path) == "m.py defines no A.stop"
     assert problem("m.py", "f.x", tmp_path) == "m.py defines no f.x"
     assert problem("gone.py", None, tmp_path) == "gone.py does not exist"
+    links = LINK.findall("[a](extend/x.md) [b](https://x.org) [c](#top) [d](../y.md#part)")
+    assert links == ["extend/x.md", "../y.md"]

@@ -104,7 +104,7 @@ def test_quantize_and_save_hands_records_to_the_format_and_cleans_up(fmt, tmp_pa
     assert paths == [out]
     saved_dir, quantized, kw = fmt.saved
     assert saved_dir == out and quantized.keys() == ar.records.keys()
-    assert kw["run_info"]["algorithm"] == "signround" and kw["run_info"]["knobs"]["iters"] == 2
+    assert kw["run_info"]["iters"] == 2 and kw["run_info"]["nsamples"] == 4 and "plan" not in kw["run_info"]
     assert not (tmp_path / "out.work").exists()
 
 

@@ -193,26 +193,47 @@ def test_avg_bits_searches_a_mixed_layer_config_under_the_budget(capsys, tiny_mo
     from ar_core.scheme import QuantScheme
     from ar_kernels import explain
 
-    rc = main(["quantize", str(tiny_model_dir), "--avg_bits", "4.5", "--options", "W2A16G32,W4A16G32,W8A16G32",
-               "--algorithm", "rtn", "--dataset", "pydoc", "--output_dir", str(tmp_path)])
+    search = ["--avg_bits", "4.5", "--options", "W2A16G32,W4A16G32,W8A16G32", "--dataset", "pydoc"]
+    rc = main(["quantize", str(tiny_model_dir), *search, "--algorithm", "rtn", "--output_dir", str(tmp_path / "a")])
     out = capsys.readouterr().out
     assert rc == 0 and "AutoScheme: " in out
-    rows = [r for r in explain(tmp_path / "tiny-llama-avg4.5b") if r["quantized"]]
+    saved = tmp_path / "a" / "tiny-llama-avg4.5b"
+    rows = [r for r in explain(saved) if r["quantized"]]
     assert len(rows) == 2 * 7 and len({r["bits"] for r in rows}) > 1  # mixed widths, every block linear
     layers = [(QuantScheme(bits=r["bits"], group_size=r["group_size"], sym=r["sym"]),
                (r["out_features"], r["in_features"])) for r in rows]
     assert 4.0 < average_bits(layers) <= 4.5
+    # model-free after the same (seeded) search writes the same bytes as the regular RTN path
+    assert main(["quantize", str(tiny_model_dir), *search, "--model_free", "--output_dir", str(tmp_path / "b")]) == 0
+    regular = load_file(saved / "model.safetensors")
+    free = load_file(tmp_path / "b" / "tiny-llama-avg4.5b" / "model.safetensors")
+    assert free.keys() == regular.keys() and all(free[k].equal(regular[k]) for k in free)
+
+
+def test_shared_layers_tie_fused_groups(tiny_model_dir, tmp_path):
+    from ar_kernels import explain
+
+    assert main(["quantize", str(tiny_model_dir), "--avg_bits", "4.5", "--options", "W2A16G32,W4A16G32,W8A16G32",
+                 "--shared_layers", "[[q_proj,k_proj,v_proj],[gate_proj,up_proj]]", "--dataset", "pydoc",
+                 "--algorithm", "rtn", "--output_dir", str(tmp_path)]) == 0
+    bits = {r["layer"]: r["bits"] for r in explain(tmp_path / "tiny-llama-avg4.5b") if r["quantized"]}
+    for block in ("model.layers.0", "model.layers.1"):  # without the groups, v_proj gets 8 bits beside 4-bit q/k
+        assert len({bits[f"{block}.self_attn.{m}_proj"] for m in "qkv"}) == 1
+        assert bits[f"{block}.mlp.gate_proj"] == bits[f"{block}.mlp.up_proj"]
 
 
 @pytest.mark.parametrize("extra, needle", [
     (["--avg_bits", "3"], "needs --options"),
+    (["--shared_layers", "[[q_proj]]"], "--shared_layers only applies with --avg_bits"),
+    (["--avg_bits", "3", "--options", "W2A16,W4A16", "--shared_layers", "{a:1}"], "shared_layers={'a': 1}"),
     (["--avg_bits", "3", "--options", "W2A16,W4A16", "--scheme", "W4A16"], "--scheme contradicts --avg_bits"),
     (["--avg_bits", "3", "--options", "W2A16,W4A16", "--bits", "3"], "--bits contradicts --avg_bits"),
     (["--avg_bits", "3", "--options", "W2A16,W4A16_MIXED"], "--avg_bits/--options:"),
     (["--avg_bits", "0", "--options", "W2A16,W4A16"], "avg_bits=0"),
     (["--avg_bits", "3", "--options", "W2A16,W4A16", "--mllm"], "not available yet"),
     (["--ignore_scale_zp_bits"], "only applies with --avg_bits"),
-    (["--model_free", "--avg_bits", "3", "--options", "W2A16,W4A16"], "--avg_bits has no effect with --model_free"),
+    (["--model_free", "--avg_bits", "3", "--options", "W4A16,W3A16"], "--options W3A16: --model_free writes int"),
+    (["--model_free", "--dataset", "pydoc"], "--dataset has no effect with --model_free unless --avg_bits"),
 ])
 def test_avg_bits_flag_errors(capsys, extra, needle):
     assert needle in _usage_error(capsys, ["quantize", "m", *extra])

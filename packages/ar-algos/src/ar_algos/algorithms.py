@@ -7,6 +7,7 @@ from typing import Any
 from ar_core.registry import ALGORITHMS
 
 from .autoround import AutoRound
+from .autoscheme import AutoScheme
 
 
 def signround(model: Any, **kwargs: Any) -> AutoRound:
@@ -24,6 +25,16 @@ def rtn(model: Any, **kwargs: Any) -> AutoRound:
     return AutoRound(model, recipe="rtn", **kwargs)
 
 
+def autoscheme(model: Any, avg_bits: float, options: Any, shared_layers: list | None = None,
+               ignore_scale_zp_bits: bool = False, **kwargs: Any) -> AutoRound:
+    """AutoRound on the mixed-bit layer_config an AutoScheme search finds (avg_bits, options, shared_layers and
+    ignore_scale_zp_bits go to the search, with its own calibration defaults; the rest to AutoRound)."""
+    search = AutoScheme(avg_bits, options, shared_layers=shared_layers, ignore_scale_zp_bits=ignore_scale_zp_bits,
+                        verbose=kwargs.get("verbose", True))
+    return AutoRound(model, scheme=search, **kwargs)
+
+
 ALGORITHMS.register("signround", signround)
 ALGORITHMS.register("opt-rtn", opt_rtn)
 ALGORITHMS.register("rtn", rtn)
+ALGORITHMS.register("autoscheme", autoscheme)

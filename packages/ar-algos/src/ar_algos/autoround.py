@@ -15,13 +15,18 @@ from ar_core.presets import parse_scheme
 from ar_core.qtensor import QuantizedTensor
 from ar_core.registry import FORMATS
 
-from .blocks import find_blocks, find_lm_head
+from .autoscheme import AutoScheme
+from .blocks import find_blocks, find_lm_head, select_blocks
+from .capture import ready_samples
 from .checkpoint import WorkDir, digest, model_digest
 from .config import make_config
 from .driver import Job, quantize_blocks
 from .moe import unfuse_experts
 from .plan import build_plan
 from .progress import Progress
+from .run_info import run_info
+
+MODEL_FREE_FORMAT = "auto_round"
 
 
 def _device(device: Any) -> torch.device:
@@ -48,50 +53,94 @@ def parse_formats(format: str | list[str]) -> list[str]:
 class AutoRound:
     """Quantize `model` (a model object or a name/path for `ar_algos.models.resolve_model`).
 
-    scheme: a preset ("W4A16", "W2A16G32", "MXFP4", "GGUF:Q4_K_M", ...), a dict of scheme fields or a QuantScheme;
+    scheme: a preset ("W4A16", "W2A16G32", "MXFP4", "GGUF:Q4_K_M", ...), a dict of scheme fields, a QuantScheme, or
+    an `ar_algos.autoscheme.AutoScheme`, whose mixed-bit search then makes the layer_config (its first option is
+    the default scheme; user layer_config / ignore_layers entries stay fixed; `autoscheme_report` has the result).
     bits/group_size/sym/data_type override it. layer_config / ignore_layers / quant_lm_head select per-layer
-    schemes (ar_core.layer_config). dataset: anything `ar_algos.data.get_calibration_data` takes.
+    schemes (ar_core.layer_config). dataset: anything `ar_algos.data.get_calibration_data` takes; samples: a list
+    of ready model-input dicts (input_ids [1, L] plus any other key, e.g. pixel_values) used as they are instead.
+    block_names (alias to_quant_block_names): the blocks to tune as one chain, e.g. "model.language_model.layers"
+    (default: the decoder blocks found in the model).
     recipe: "default", "best", "light", "opt-rtn" or "rtn" (fills the knobs left as None). iters=0 gives opt-RTN
     (or plain RTN with disable_opt_rtn=True). The SignRound knobs (lr, minmax_lr, nsamples, seqlen, batch_size,
     gradient_accumulate_steps, enable_minmax_tuning, enable_quanted_input, not_use_best_mse, dynamic_max_gap,
     enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the reference's meaning.
     device: where each block is processed (default CUDA when available); the model itself stays where it is.
-    work_dir / resume: see `quantize`. Bad values raise ArError here, before any work.
+    work_dir / resume: see `quantize`. Plain RTN of a local model directory runs in model-free mode in
+    `quantize_and_save` (see there; disable_model_free=True opts out). Bad values raise ArError here, before any work.
     """
 
     def __init__(self, model: nn.Module | str, tokenizer: Any = None, scheme: Any = "W4A16", bits: int | None = None,
                  group_size: Any = None, sym: bool | None = None, data_type: str | None = None,
                  layer_config: dict | None = None, ignore_layers: Any = None, quant_lm_head: bool = False,
                  dataset: Any = None, recipe: str | None = None, iters: int | None = None, device: Any = None,
-                 work_dir: str | Path | None = None, resume: bool = True, verbose: bool = True, **knobs: Any):
+                 work_dir: str | Path | None = None, resume: bool = True, verbose: bool = True,
+                 block_names: Any = None, to_quant_block_names: Any = None, samples: list[dict] | None = None,
+                 disable_model_free: bool = False, **knobs: Any):
         self.cfg = make_config(recipe, iters=iters, **knobs)
-        self.scheme = parse_scheme(scheme, bits=bits, group_size=group_size, sym=sym, data_type=data_type)
-        if not isinstance(quant_lm_head, bool):
-            raise field_error(ArError, "quant_lm_head", quant_lm_head, "True or False")
+        self.search = scheme if isinstance(scheme, AutoScheme) else None
+        base = self.search.options[0].scheme if self.search else scheme
+        self.scheme = parse_scheme(base, bits=bits, group_size=group_size, sym=sym, data_type=data_type)
+        for name, value in (("quant_lm_head", quant_lm_head), ("disable_model_free", disable_model_free)):
+            if not isinstance(value, bool):
+                raise field_error(ArError, name, value, "True or False")
         if not isinstance(resume, bool):
             raise field_error(ArError, "resume", resume, "True (continue a matching run) or False (start over)")
+        if block_names is not None and to_quant_block_names is not None:
+            raise field_error(ArError, "to_quant_block_names", to_quant_block_names, "None when block_names is given "
+                              "(they are the same option)")
         self.device = _device(device)
-        if isinstance(model, (str, Path)):
+        self.tokenizer = tokenizer
+        self.dataset = dataset
+        self.samples = ready_samples(samples) if samples is not None else None
+        self.work_dir, self.resume, self.verbose = work_dir, resume, verbose
+        self._layer_args = dict(layer_config=layer_config, ignore_layers=ignore_layers, quant_lm_head=quant_lm_head)
+        self._block_arg = block_names if block_names is not None else to_quant_block_names
+        self.records: dict[str, QuantizedTensor] | None = None
+        self.autoscheme_report = None
+        self._work: WorkDir | None = None
+        self.model: nn.Module | None = None
+        self.model_free_dir = self._model_free_candidate(model, disable_model_free)
+        if self.model_free_dir is None:
+            self._load(model)
+
+    def _model_free_candidate(self, model: Any, disable: bool) -> Path | None:
+        """The local model directory when this run may go model-free (plain RTN, supported scheme, nothing that
+        needs the loaded model: no tokenizer, samples, block_names or AutoScheme; safetensors weights)."""
+        from .model_free import supported
+        from .model_free.source import INDEX, SINGLE
+
+        plain = self.cfg.algorithm == "rtn" and self.search is None and supported(self.scheme)
+        untouched = self.tokenizer is None and self.samples is None and self._block_arg is None
+        if disable or not plain or not untouched or not isinstance(model, (str, os.PathLike)):
+            return None
+        path = Path(model).expanduser()
+        readable = (path / "config.json").is_file() and any((path / f).is_file() for f in (SINGLE, INDEX))
+        return path if readable else None
+
+    def _load(self, model: Any) -> None:
+        """Load the model (when given as a name/path), find its blocks, run the AutoScheme search, plan the layers."""
+        if isinstance(model, (str, os.PathLike)):
             from .models import resolve_model
 
             model, loaded_tokenizer = resolve_model(model)
-            tokenizer = tokenizer or loaded_tokenizer
+            self.tokenizer = self.tokenizer or loaded_tokenizer
         if not isinstance(model, nn.Module):
             raise field_error(ArError, "model", type(model).__name__, "a torch nn.Module or a model name/path")
         self.model = model.eval()
-        self.tokenizer = tokenizer
-        self.dataset = dataset
-        self.work_dir, self.resume, self.verbose = work_dir, resume, verbose
-        self._layer_args = dict(layer_config=layer_config, ignore_layers=ignore_layers, quant_lm_head=quant_lm_head)
         unfuse_experts(self.model)
-        self.block_names = find_blocks(self.model)
+        self.block_names = find_blocks(model) if self._block_arg is None else select_blocks(model, self._block_arg)
         self.lm_head = find_lm_head(self.model, self.block_names)
+        no_data = self.dataset is None and self.tokenizer is None and self.samples is None
+        if (self.cfg.algorithm != "rtn" or self.search is not None) and no_data:
+            raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {self.cfg.algorithm!r} "
+                              f"{'with AutoScheme ' if self.search else ''}needs calibration text), or dataset= as "
+                              "token-id samples, samples= as model inputs, or recipe='rtn'")
+        if self.search is not None:
+            self._layer_args["layer_config"] = self.search.search(self.model, self.tokenizer, samples=self.samples,
+                                                                  dataset=self.dataset, **self._layer_args)
+            self.autoscheme_report = self.search.report
         self.plan = self._plan(None)
-        if self.cfg.algorithm != "rtn" and dataset is None and tokenizer is None:
-            raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {self.cfg.algorithm!r} needs "
-                              "calibration text), or dataset= as token-id samples, or recipe='rtn'")
-        self.records: dict[str, QuantizedTensor] | None = None
-        self._work: WorkDir | None = None
 
     def _plan(self, format: str | None):
         return build_plan(self.model, self.block_names, self.lm_head, self.scheme, format=format, **self._layer_args)
@@ -99,6 +148,8 @@ class AutoRound:
     def _samples(self) -> list[dict] | None:
         if self.cfg.algorithm == "rtn":
             return None
+        if self.samples is not None:
+            return self.samples
         from .data import get_calibration_data
 
         seqlen = self.cfg.seqlen
@@ -109,7 +160,8 @@ class AutoRound:
                                     seed=self.cfg.seed)
 
     def _fingerprint(self, samples: list[dict] | None) -> dict[str, str]:
-        data = digest(*(s["input_ids"] for s in samples)) if samples else "none"
+        data = digest(*(x for s in samples for k in sorted(s) if isinstance(s[k], torch.Tensor)
+                        for x in (k, s[k]))) if samples else "none"
         return {"model": model_digest(self.model), "plan": digest(self.plan.to_json()), "data": data,
                 "knobs": digest(sorted(self.cfg.to_dict().items()))}
 
@@ -121,6 +173,8 @@ class AutoRound:
         """
         if self.records is not None:
             return self.model, self.records
+        if self.model is None:
+            self._load(str(self.model_free_dir))
         samples = self._samples()
         schemes = {n: e.scheme for n, e in self.plan.entries.items() if e.scheme.is_quantized}
         path = work_dir or self.work_dir
@@ -152,24 +206,49 @@ class AutoRound:
         return formats
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
-                       inplace: bool = True) -> list[Path]:
-        """Write the quantized model in each format (one format: `output_dir`; several: `output_dir/<format>`)."""
+                       inplace: bool = True, processor: Any = None) -> list[Path]:
+        """Write the quantized model in each format (one format: `output_dir`; several: `output_dir/<format>`).
+
+        `processor` (a multimodal model's processor) is saved with the tokenizer by the formats that hold one.
+        """
         if self.records is None:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
         formats = self._formats(format)
         model = self.model if inplace else copy.deepcopy(self.model)
-        run_info = {"algorithm": self.cfg.algorithm, "knobs": self.cfg.to_dict(), "plan": self.plan.to_json()}
+        info = run_info(self.cfg, self.dataset if self.samples is None else None)
         paths = []
         for fmt in formats:
             target = Path(output_dir) if len(formats) == 1 else Path(output_dir) / fmt.name
-            paths.append(fmt.save(target, model, self.records, tokenizer=self.tokenizer, run_info=run_info,
-                                  source_dir=self._source_dir(), overwrite=True))
+            paths.append(fmt.save(target, model, self.records, tokenizer=self.tokenizer, processor=processor,
+                                  run_info=info, source_dir=self._source_dir(), overwrite=True))
         return paths
 
+    def _run_model_free(self, output_dir: str | Path, names: list[str]) -> Path | None:
+        """Quantize straight from the files when this run can (see `quantize_and_save`); None when it cannot."""
+        from .model_free import fits_model_free, quantize_model_free
+
+        if self.model_free_dir is None or self.model is not None or names != [MODEL_FREE_FORMAT]:
+            return None
+        args = dict(scheme=self.scheme, format=MODEL_FREE_FORMAT, **self._layer_args)
+        if not fits_model_free(self.model_free_dir, **args):
+            return None
+        return quantize_model_free(self.model_free_dir, output_dir, overwrite=True, **args).path
+
     def quantize_and_save(self, output_dir: str | Path = "tmp_autoround",
-                          format: str | list[str] = "auto_round") -> tuple[nn.Module, list[Path]]:
-        """Check the formats, quantize (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up."""
+                          format: str | list[str] = "auto_round") -> tuple[nn.Module | None, list[Path]]:
+        """Check the formats, quantize (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up.
+
+        Model-free routing (the reference's): plain RTN (iters=0, disable_opt_rtn=True) of a local model directory
+        into the auto_round format, with every layer's scheme one that model-free mode supports, is done straight
+        from the safetensors files (`ar_algos.model_free`, the same bytes) without loading the model; the returned
+        model is then None.
+        """
         names = parse_formats(format)
+        path = self._run_model_free(output_dir, names)
+        if path is not None:
+            return None, [path]
+        if self.model is None:
+            self._load(str(self.model_free_dir))
         if self.records is None:
             self.plan = self._plan(names[0])
         self._formats(names)

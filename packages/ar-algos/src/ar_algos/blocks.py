@@ -32,6 +32,32 @@ def find_blocks(model: nn.Module) -> list[str]:
     return [f"{name}.{i}" for i in range(len(module))]
 
 
+def select_blocks(model: nn.Module, block_names) -> list[str]:
+    """The chain of blocks named by the user (`block_names` / `to_quant_block_names`).
+
+    A comma-separated string or a list of names; a name of an nn.ModuleList stands for all its children (e.g.
+    "model.language_model.layers"), any other name is one block. A list holding one list (the reference's list of
+    block lists) is accepted; several lists are refused, as the blocks are tuned as one chain.
+    """
+    names = block_names.split(",") if isinstance(block_names, str) else block_names
+    if isinstance(names, (list, tuple)) and len(names) == 1 and isinstance(names[0], (list, tuple)):
+        names = names[0]
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ArError(f"block_names={block_names!r} is not allowed: a block-list name like 'model.layers', a "
+                      "comma-separated string or a list of block names (one chain of blocks)")
+    modules = dict(model.named_modules())
+    out: list[str] = []
+    for name in (n.strip() for n in names):
+        module = modules.get(name)
+        if module is None:
+            raise ArError(f"block_names entry {name!r} is not a module of the model; e.g. "
+                          f"{find_blocks(model)[0].rpartition('.')[0]!r}")
+        out += [f"{name}.{i}" for i in range(len(module))] if isinstance(module, nn.ModuleList) else [name]
+    if len(set(out)) != len(out):
+        raise ArError(f"block_names={block_names!r} names a block twice")
+    return out
+
+
 def get_module(model: nn.Module, name: str) -> nn.Module:
     """The submodule called `name` ("" is the model itself)."""
     return model.get_submodule(name) if name else model

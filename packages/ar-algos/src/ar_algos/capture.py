@@ -15,7 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ar_core.errors import DataError
+from ar_core.errors import DataError, field_error
 
 from .blocks import get_module, set_module
 
@@ -133,6 +133,30 @@ class _Recorder(nn.Module):
         return kw[hidden_name]
 
 
+def ready_samples(samples: Any) -> list[dict[str, Any]]:
+    """Check user-made model inputs (`samples=`): a non-empty list of dicts, each with input_ids [1, L] (the same L
+    for all); a missing attention_mask becomes all ones. Every other key is passed to the model as is."""
+    ok = isinstance(samples, (list, tuple)) and samples and all(
+        isinstance(s, dict) and isinstance(s.get("input_ids"), torch.Tensor) and s["input_ids"].dim() == 2
+        and s["input_ids"].shape[0] == 1 for s in samples)
+    if not ok:
+        raise field_error(DataError, "samples", type(samples).__name__, "a non-empty list of dicts of model inputs, "
+                          "each with input_ids of shape [1, L] (e.g. a processor's output for one example)")
+    lengths = sorted({s["input_ids"].shape[1] for s in samples})
+    if len(lengths) > 1:
+        raise field_error(DataError, "samples", f"input_ids lengths {lengths}", "one length for every sample "
+                          "(pad them, with attention_mask 0 on the padding)")
+    return [s if "attention_mask" in s else {**s, "attention_mask": torch.ones_like(s["input_ids"])}
+            for s in samples]
+
+
+def model_inputs(sample: dict[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """Every key of a calibration sample as a model input: tensors on `device`, floating ones in `dtype`
+    (pixel_values and the like follow the model's dtype; token ids and masks keep theirs)."""
+    return {k: _map(v, lambda t: t.to(device, dtype) if t.is_floating_point() else t.to(device))
+            for k, v in sample.items()}
+
+
 def _run_swapped(model: nn.Module, block_names: list[str], samples: list[dict], stop_last: bool,
                  replay: torch.Tensor | None = None, head: str | None = None) -> tuple[list[_Recorder], list]:
     """Forward each sample with the blocks swapped for recorders; returns the recorders and captured head inputs."""
@@ -146,15 +170,14 @@ def _run_swapped(model: nn.Module, block_names: list[str], samples: list[dict], 
             head_inputs.append(args[0].detach())
             raise _Stop
         handle = get_module(model, head).register_forward_pre_hook(grab)
-    device = next(model.parameters()).device
+    first = next(model.parameters())
     try:
         for name, rec in zip(block_names, recorders):
             set_module(model, name, rec)
         with torch.no_grad():
             for s in samples:
                 try:
-                    model(input_ids=s["input_ids"].to(device), attention_mask=s["attention_mask"].to(device),
-                          use_cache=False)
+                    model(**{**model_inputs(s, first.device, first.dtype), "use_cache": False})
                 except _Stop:
                     pass
     finally:

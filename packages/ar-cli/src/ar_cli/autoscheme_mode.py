@@ -8,7 +8,7 @@ from typing import Any
 
 from ar_core.errors import ArError
 
-from .flags import UsageError
+from .flags import UsageError, relaxed_json
 
 # Flags that set the default scheme, which the AutoScheme options replace.
 SCHEME_FLAGS = ("scheme", "bits", "group_size", "data_type", "act_bits")
@@ -19,8 +19,9 @@ def check_autoscheme(args: argparse.Namespace, user_set: set[str], mllm: bool) -
     if args.avg_bits is None:
         if args.options is not None:
             raise UsageError("--options lists AutoScheme candidates and needs --avg_bits")
-        if args.ignore_scale_zp_bits:
-            raise UsageError("--ignore_scale_zp_bits only applies with --avg_bits")
+        for flag in ("ignore_scale_zp_bits", "shared_layers"):
+            if getattr(args, flag):
+                raise UsageError(f"--{flag} only applies with --avg_bits")
         return
     if args.options is None:
         raise UsageError(f"--avg_bits {args.avg_bits} needs --options, the candidate schemes "
@@ -38,9 +39,10 @@ def make_search(args: argparse.Namespace, device: Any):
     """The AutoScheme of the flags (avg_bits and options are validated here, before any model is loaded)."""
     from ar_algos.autoscheme import AutoScheme
 
+    shared = relaxed_json(args.shared_layers, "--shared_layers") if args.shared_layers else None
     try:
-        return AutoScheme(args.avg_bits, args.options, ignore_scale_zp_bits=bool(args.ignore_scale_zp_bits),
-                          dataset=args.dataset, device_map=device)
+        return AutoScheme(args.avg_bits, args.options, shared_layers=shared, dataset=args.dataset, device_map=device,
+                          ignore_scale_zp_bits=bool(args.ignore_scale_zp_bits))
     except ArError as exc:
         raise UsageError(f"--avg_bits/--options: {exc}") from None
 

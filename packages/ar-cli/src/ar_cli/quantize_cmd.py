@@ -1,4 +1,6 @@
-"""`ar quantize MODEL`: quantize with SignRound / opt-RTN / RTN and export to one or more formats."""
+"""`ar quantize MODEL`: quantize with SignRound / opt-RTN / RTN (AutoRound, or AutoRoundMLLM for vision-language
+models), optionally after an AutoScheme mixed-bit search, or model-free from the files; export to one or more
+formats."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from ar_core.scheme import QuantScheme
 
 from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
 from .autoscheme_mode import check_autoscheme, make_search, search_layer_config
-from .model_free_mode import check_model_free, run_model_free
+from .model_free_mode import check_model_free, check_options, run_model_free
 from .vlm import detect_vlm
 
 RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
@@ -81,6 +83,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     mix = p.add_argument_group("mixed bits and model-free")
     mix.add_argument("--avg_bits", "--target_bits", type=float, help="AutoScheme: target average bits")
     mix.add_argument("--options", help="AutoScheme: comma list of candidate schemes, the first one the default")
+    mix.add_argument("--shared_layers", help="AutoScheme: groups of layer names/patterns that share one option per "
+                                            "block, as (relaxed) JSON, e.g. '[[q_proj,k_proj,v_proj],[gate_proj,up_proj]]'")
     mix.add_argument("--ignore_scale_zp_bits", action="store_true", default=None,
                      help="AutoScheme: budget the code bits only (scales and zero points not counted)")
     mix.add_argument("--model_free", action="store_true", default=None, help="RTN straight from the files")
@@ -232,6 +236,36 @@ def _api(mllm: bool):
     return api
 
 
+def _search(args: argparse.Namespace):
+    """The AutoScheme of --avg_bits/--options (None without them); its first option becomes the default scheme."""
+    if args.avg_bits is None:
+        return None
+    search = make_search(args, _device(args.device_map) if args.device_map else None)
+    args.scheme = search.options[0].scheme
+    return search
+
+
+def _run_name(args: argparse.Namespace, scheme: QuantScheme) -> str:
+    """Output folder name: output_name(), or '<model>-avg<N>b' for an AutoScheme run."""
+    if args.avg_bits is not None:
+        return f"{Path(args.model.rstrip('/')).name}-avg{args.avg_bits:g}b"
+    return output_name(args.model, scheme)
+
+
+def _model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> list[Path]:
+    """--model_free: RTN from the files, after an AutoScheme search when --avg_bits is given."""
+    check_model_free(args, formats, user_set)
+    check_autoscheme(args, user_set, mllm=False)
+    search = _search(args)
+    scheme = build_scheme(args, formats)
+    layer_config = relaxed_json(args.layer_config, "--layer_config") if args.layer_config else None
+    if search is not None:
+        check_options(search.options)
+        _, _, layer_config = search_layer_config(search, args, layer_config)
+    out_dir = Path(args.output_dir) / _run_name(args, scheme)
+    return [run_model_free(args, model_path(args.model), scheme, formats[0], out_dir, layer_config)]
+
+
 def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> list[Path]:
     """The regular path: AutoRound (or AutoRoundMLLM for --mllm and detected VLM configs) quantizes and saves."""
     route_algorithm(args)
@@ -239,10 +273,7 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     evidence = None if args.mllm else detect_vlm(args.model)
     mllm = args.mllm or evidence is not None
     check_autoscheme(args, user_set, mllm)
-    search = None
-    if args.avg_bits is not None:
-        search = make_search(args, _device(args.device_map) if args.device_map else None)
-        args.scheme = search.options[0].scheme
+    search = _search(args)
     scheme = build_scheme(args, formats)
     check_flags(args, formats, user_set)
     if evidence:
@@ -255,12 +286,12 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     if mllm:  # AutoRoundMLLM hands its other keywords to AutoRound
         knobs |= set(inspect.signature(AutoRound).parameters)
     kwargs = autoround_kwargs(args, scheme, api, knobs)
-    model, name = args.model, output_name(args.model, scheme)
+    model = args.model
     if search is not None:
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))
-        name = f"{Path(args.model.rstrip('/')).name}-avg{args.avg_bits:g}b"
-    _, paths = api(model, **kwargs).quantize_and_save(str(Path(args.output_dir) / name), format=",".join(formats))
+    out_dir = Path(args.output_dir) / _run_name(args, scheme)
+    _, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
     for path in paths:
         print(f"saved {path}")
     return paths
@@ -273,13 +304,7 @@ def run(args: argparse.Namespace) -> int:
     args.model = args.model or args.model_flag
     user_set = {k for k, v in vars(args).items() if v is not None}
     formats = _formats(args)
-    if args.model_free:
-        check_model_free(args, formats, user_set)
-        scheme = build_scheme(args, formats)
-        out_dir = Path(args.output_dir) / output_name(args.model, scheme)
-        paths = [run_model_free(args, model_path(args.model), scheme, formats[0], out_dir)]
-    else:
-        paths = _quantize(args, formats, user_set)
+    paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
     if args.eval or args.tasks:
         from .eval_cmd import evaluate_after_quantize
 

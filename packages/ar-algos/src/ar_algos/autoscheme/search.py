@@ -92,22 +92,25 @@ class AutoScheme:
         lb = layer_bits(s, shape)
         return lb.code_bits if self.ignore_scale_zp_bits else lb.code_bits + lb.param_bits
 
-    def _samples(self, model: nn.Module, tokenizer: Any, samples: list[dict] | None) -> list[dict]:
+    def _samples(self, model: nn.Module, tokenizer: Any, samples: list[dict] | None, dataset: Any) -> list[dict]:
         if samples is not None:
             return samples
         from ..data import get_calibration_data
 
         limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
         seqlen = min(self.seqlen, limit) if isinstance(limit, int) else self.seqlen
-        return get_calibration_data(tokenizer, self.dataset, nsamples=self.nsamples, seqlen=seqlen, seed=self.seed)
+        dataset = self.dataset if self.dataset is not None else dataset
+        return get_calibration_data(tokenizer, dataset, nsamples=self.nsamples, seqlen=seqlen, seed=self.seed)
 
     def search(self, model: nn.Module, tokenizer: Any = None, layer_config: dict | None = None,
-               ignore_layers: Any = None, quant_lm_head: bool = False, samples: list[dict] | None = None) -> dict:
+               ignore_layers: Any = None, quant_lm_head: bool = False, samples: list[dict] | None = None,
+               dataset: Any = None) -> dict:
         """Score, solve and return the layer_config (user entries kept, every searched layer by exact name).
 
         Fused MoE experts are unfused in place first (as AutoRound does), so each expert is a layer; the routed
-        experts of one block share one option. `samples` (token-id dicts) replaces the calibration data. Bad
-        settings and budgets no choice can meet raise ArError before any scoring.
+        experts of one block share one option. `samples` (token-id dicts) replaces the calibration data; `dataset`
+        is used when this AutoScheme was made without one. Bad settings and budgets no choice can meet raise ArError
+        before any scoring.
         """
         unfuse_experts(model)
         blocks = find_blocks(model)
@@ -140,7 +143,7 @@ class AutoScheme:
         modules = find_linears(model)
         scores = self._score(model, {n: modules[n] for n in shapes},
                              {n: [s if s.is_quantized else None for s in ss] for n, ss in effective.items()},
-                             self._samples(model, tokenizer, samples))
+                             self._samples(model, tokenizer, samples, dataset))
         losses = [[sum(scores[n][j] for n in unit) for j in range(len(self.options))] for unit in units]
         picks = solve(costs, losses, budget)
         result = dict(layer_config or {})

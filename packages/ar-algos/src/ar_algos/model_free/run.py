@@ -25,6 +25,8 @@ from ar_core.presets import parse_scheme
 from ar_core.registry import FORMATS
 from ar_core.scheme import QuantScheme
 
+from ..config import make_config
+from ..run_info import run_info
 from .context import ShapeContext
 from .layers import Layout, describe
 from .output import copy_side_files, source_config, write_config, write_tensors
@@ -64,12 +66,9 @@ def _check_schemes(plan: Plan) -> None:
                               f"model-free mode supports {SUPPORTED}; use the regular path (AutoRound) for it")
 
 
-def regular_run_info(plan: Plan) -> dict[str, Any]:
+def regular_run_info() -> dict[str, Any]:
     """The run_info the regular path (AutoRound with iters=0, disable_opt_rtn=True) hands to the writer."""
-    from ..config import make_config
-
-    cfg = make_config(iters=0, disable_opt_rtn=True)
-    return {"algorithm": cfg.algorithm, "knobs": cfg.to_dict(), "plan": plan.to_json()}
+    return run_info(make_config(iters=0, disable_opt_rtn=True))
 
 
 def _model_dtype(ckpt: Checkpoint, layout: Layout) -> torch.dtype:
@@ -92,6 +91,24 @@ def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: tor
     return tasks
 
 
+def _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta):
+    """(checkpoint, layout, plan) of a model directory, without loading any weight."""
+    ckpt = read_checkpoint(model_dir)
+    layout = describe(ckpt, use_meta)
+    plan = resolve_plan(layout.layers, parse_scheme(scheme), layer_config=layer_config, ignore_layers=ignore_layers,
+                        quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
+                        format=format)
+    return ckpt, layout, plan
+
+
+def fits_model_free(model_dir: str | Path, scheme: Any = "W4A16", layer_config: dict | None = None,
+                    ignore_layers: Any = None, quant_lm_head: bool = False, format: str = "auto_round",
+                    use_meta: bool = True) -> bool:
+    """Whether every layer's planned scheme is one model-free mode can produce (bad configs raise ArError)."""
+    _, _, plan = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
+    return all(supported(s) for s in plan.schemes().values())
+
+
 def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: Any = "W4A16",
                         layer_config: dict | None = None, ignore_layers: Any = None, quant_lm_head: bool = False,
                         format: str = "auto_round", workers: int = 1, max_shard_size: int | str = "5GB",
@@ -105,17 +122,12 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     start = time.perf_counter()
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise field_error(ArError, "workers", workers, "an int >= 1 (worker processes)")
-    default = parse_scheme(scheme)
     writer = FORMATS.get(format)
-    ckpt = read_checkpoint(model_dir)
-    layout = describe(ckpt, use_meta)
-    plan = resolve_plan(layout.layers, default, layer_config=layer_config, ignore_layers=ignore_layers,
-                        quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
-                        format=format)
+    ckpt, layout, plan = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
     _check_schemes(plan)
     writer.check({n: s for n, s in plan.schemes().items() if s.is_quantized})
     layers = [(x.name, plan.entries[x.name].scheme, (x.out_features, x.in_features)) for x in layout.layers]
-    ctx = ShapeContext(layers, regular_run_info(plan), torch.float32)
+    ctx = ShapeContext(layers, regular_run_info(), torch.float32)
     for name, qt in ctx.quantized.items():
         writer.check_layer(name, qt)
     ctx.dtype = writer.save_dtype(ctx.quantized) or _model_dtype(ckpt, layout)
