@@ -41,14 +41,18 @@ def _kw(inputs):
     return lambda idx: inputs.kwargs(0, idx)
 
 
+def _smooth_names(family, **kw):
+    model = tiny_model(family, **kw)
+    return [m.smooth for m in find_mappings(get_module(model, find_blocks(model)[0]))]
+
+
 def test_mappings_per_architecture():
-    names = lambda fam, **kw: [m.smooth for m in find_mappings(get_module(tiny_model(fam, **kw), find_blocks(tiny_model(fam, **kw))[0]))]
-    assert names("llama") == ["input_layernorm", "post_attention_layernorm", "mlp.up_proj"]  # GQA: no v -> o
-    assert names("qwen2", num_key_value_heads=4) == ["input_layernorm", "self_attn.v_proj",
-                                                      "post_attention_layernorm", "mlp.up_proj"]
-    assert names("opt") == ["self_attn_layer_norm", "self_attn.v_proj", "final_layer_norm", "fc1"]
-    assert names("qwen3_moe") == ["input_layernorm"]  # routed experts are skipped
-    assert names("gemma2") == []
+    assert _smooth_names("llama") == ["input_layernorm", "post_attention_layernorm", "mlp.up_proj"]  # GQA: no v -> o
+    assert _smooth_names("qwen2", num_key_value_heads=4) == ["input_layernorm", "self_attn.v_proj",
+                                                             "post_attention_layernorm", "mlp.up_proj"]
+    assert _smooth_names("opt") == ["self_attn_layer_norm", "self_attn.v_proj", "final_layer_norm", "fc1"]
+    assert _smooth_names("qwen3_moe") == ["input_layernorm"]  # routed experts are skipped
+    assert _smooth_names("gemma2") == []
 
 
 @pytest.mark.parametrize("family,kw", [("llama", {}), ("qwen2", {"num_key_value_heads": 4}), ("qwen3", {}),
@@ -106,3 +110,22 @@ def test_awq_with_clip_runs_and_changes_weights():
     before = block.mlp.gate_proj.weight.detach().clone()
     awq_block(block, inputs.hidden, _kw(inputs), _schemes(block, 3), n_grid=4, clip=True)
     assert not torch.equal(before, block.mlp.gate_proj.weight)
+
+
+def test_awq_then_signround_composes():
+    """`awq,auto_round`: SignRound tunes the AWQ-transformed weights through the driver's block API."""
+    from ar_algos.config import make_config
+    from ar_algos.signround import signround_block
+
+    _, block, inputs = _setup("llama", outliers=True)
+    ref = _out(block, inputs)
+    schemes = _schemes(block, 3)
+    rtn_block = copy.deepcopy(block)
+    rtn_layers(find_linears(rtn_block), schemes)
+    awq_block(block, inputs.hidden, _kw(inputs), schemes, n_grid=8)
+    cfg = make_config(iters=30, nsamples=4, seqlen=32, batch_size=2)
+    result = signround_block(block, find_linears(block), schemes, inputs.hidden, lambda idx: ref[idx],
+                             lambda idx: inputs.kwargs(0, idx), inputs.mask, cfg, seed=0)
+    assert set(result.records) == set(schemes)
+    err_rtn = (_out(rtn_block, inputs) - ref).pow(2).mean()
+    assert (_out(block, inputs) - ref).pow(2).mean() < 0.5 * err_rtn

@@ -27,8 +27,8 @@ def smollm():
     test_ids = tok(corpus_text("wiki", "test")[:60_000], return_tensors="pt").input_ids[0]
     train_ids = tok(corpus_text("wiki", "train")[:60_000], return_tensors="pt").input_ids[0]
     evals = test_ids[: WINDOW * WINDOWS].reshape(WINDOWS, WINDOW)
-    calib = [{"input_ids": train_ids[i * 128:(i + 1) * 128][None], "attention_mask": torch.ones(1, 128, dtype=torch.long)}
-             for i in range(4)]
+    calib = [{"input_ids": train_ids[i * 128:(i + 1) * 128][None],
+              "attention_mask": torch.ones(1, 128, dtype=torch.long)} for i in range(2)]
     return model.eval(), evals, calib
 
 
@@ -53,8 +53,8 @@ def _awq(model, calib):
     for i, name in enumerate(blocks):
         block = get_module(model, name)
         schemes = {n: SCHEME for n in find_linears(block)}
-        awq_block(block, hidden, lambda idx, i=i: inputs.kwargs(i, idx), schemes, n_grid=10, batch_size=4)
-        hidden = forward_all(block, inputs, i, hidden, batch_size=4)
+        awq_block(block, hidden, lambda idx, i=i: inputs.kwargs(i, idx), schemes, n_grid=8, batch_size=2)
+        hidden = forward_all(block, inputs, i, hidden, batch_size=2)
     return model
 
 

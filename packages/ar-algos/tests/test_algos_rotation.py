@@ -124,3 +124,27 @@ def test_rotation_lowers_w4_rtn_error_with_weight_outliers(mode):
     rotate_model(model, mode)
     rotated = _rtn_error(model, ref, scheme)
     assert rotated < 0.6 * plain, (rotated, plain)
+
+
+def test_signround_tunes_through_the_online_rotation():
+    """SignRound's functional forward runs the R4 pre-hook, so it tunes against rotated activations."""
+    from ar_algos.capture import capture_block_inputs, run_block
+    from ar_algos.config import make_config
+    from ar_algos.signround import signround_block
+    from ar_algos.tiny import random_samples
+
+    model = _model("llama")
+    rotate_model(model, "r1r4")
+    blocks = find_blocks(model)
+    inputs = capture_block_inputs(model, blocks, random_samples(4, 32))
+    block = get_module(model, blocks[0])
+    with torch.no_grad():
+        ref = run_block(block, inputs.hidden, inputs.kwargs(0, slice(None)))
+    layers = find_linears(block)
+    cfg = make_config(iters=20, nsamples=4, seqlen=32, batch_size=2)
+    result = signround_block(block, layers, {n: QuantScheme(bits=4, group_size=32) for n in layers}, inputs.hidden,
+                             lambda idx: ref[idx], lambda idx: inputs.kwargs(0, idx), inputs.mask, cfg, seed=0)
+    with torch.no_grad():
+        err = (run_block(block, inputs.hidden, inputs.kwargs(0, slice(None))) - ref).pow(2).mean().item()
+    assert err == pytest.approx(result.loss_after, rel=0.05)
+    assert err < 1e-2 * ref.pow(2).mean().item()

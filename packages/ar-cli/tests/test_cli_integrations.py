@@ -168,7 +168,9 @@ def test_model_free_matches_the_regular_rtn_path(capsys, tiny_model_dir, tmp_pat
     common = ["--scheme", "W4A16G32", "--ignore_layers", "layers.1.mlp", "--output_dir"]
     assert main(["quantize", str(tiny_model_dir), "--model_free", *common, str(tmp_path / "free")]) == 0
     assert "model-free RTN: 11 layers" in capsys.readouterr().out
-    assert main(["quantize", str(tiny_model_dir), "--algorithm", "rtn", *common, str(tmp_path / "reg")]) == 0
+    assert main(["quantize", str(tiny_model_dir), "--algorithm", "rtn", "--disable_model_free", *common,
+                 str(tmp_path / "reg")]) == 0
+    assert "block 2/2" in capsys.readouterr().err  # the regular path: the model was loaded and run block by block
     free = load_file(tmp_path / "free" / "tiny-llama-w4g32" / "model.safetensors")
     regular = load_file(tmp_path / "reg" / "tiny-llama-w4g32" / "model.safetensors")
     assert free.keys() == regular.keys() and "model.layers.0.mlp.up_proj.qweight" in free
@@ -183,6 +185,7 @@ def test_model_free_matches_the_regular_rtn_path(capsys, tiny_model_dir, tmp_pat
     (["--recipe", "best"], "contradicts --recipe best"),
     (["--algorithm", "signround"], "contradicts --algorithm signround"),
     (["--mllm"], "--mllm"),
+    (["--disable_model_free"], "contradicts --disable_model_free"),
 ])
 def test_model_free_refuses_flags_it_cannot_honour(capsys, extra, needle):
     assert needle in _usage_error(capsys, ["quantize", "m", "--model_free", *extra])

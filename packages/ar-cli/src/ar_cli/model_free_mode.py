@@ -28,6 +28,8 @@ def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set
         raise UsageError(f"--model_free is plain RTN and contradicts --algorithm {args.algorithm}")
     if args.recipe not in ("default", "rtn"):
         raise UsageError(f"--model_free is plain RTN and contradicts --recipe {args.recipe}")
+    if args.disable_model_free:
+        raise UsageError("--model_free contradicts --disable_model_free")
     if args.mllm:
         raise UsageError("--model_free does not take --mllm (it quantizes the files of any model as they are)")
     if len(formats) != 1:

@@ -25,7 +25,7 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
                 "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
-                "seed": "seed", "adam": "enable_adam"}
+                "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
@@ -88,6 +88,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     mix.add_argument("--ignore_scale_zp_bits", action="store_true", default=None,
                      help="AutoScheme: budget the code bits only (scales and zero points not counted)")
     mix.add_argument("--model_free", action="store_true", default=None, help="RTN straight from the files")
+    mix.add_argument("--disable_model_free", action="store_true", default=None,
+                     help="load the model even for plain RTN of a local directory into auto_round (which otherwise "
+                          "runs model-free, same bytes)")
     ev = p.add_argument_group("evaluation after quantizing")
     ev.add_argument("--eval", action="store_true", help="print perplexity, KL and top-1 against the source model")
     ev.add_argument("--tasks", help="comma list of lm-eval tasks to run on the saved model")

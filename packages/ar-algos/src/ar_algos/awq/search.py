@@ -8,7 +8,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ar_core.errors import field_error, ArError
+from ar_core.errors import ArError, field_error
 from ar_core.quant import fake_quantize
 from ar_core.scheme import QuantScheme
 

@@ -64,17 +64,20 @@ def _fold_norm(norm: nn.Module, layers: list[nn.Linear]) -> None:
     """Multiply the layers' input columns by the norm's weight, then set the norm's weight to 1."""
     w = norm.weight.detach().double()
     for layer in layers:
+        w = w.to(layer.weight.device)
         layer.weight.copy_((layer.weight.double() * w[None, :]).to(layer.weight.dtype))
     norm.weight.fill_(1.0)
 
 
 def _rotate_in(layer: nn.Module, r: torch.Tensor) -> None:
     """Weight W ([out, in], or an embedding [vocab, dim]) becomes W @ R."""
+    r = r.to(layer.weight.device)
     layer.weight.copy_((layer.weight.double() @ r).to(layer.weight.dtype))
 
 
 def _rotate_out(layer: nn.Linear, r: torch.Tensor) -> None:
     """A linear's outputs y become y @ R: W becomes R^T W, the bias b @ R."""
+    r = r.to(layer.weight.device)
     layer.weight.copy_((r.T @ layer.weight.double()).to(layer.weight.dtype))
     if layer.bias is not None:
         layer.bias.copy_((layer.bias.double() @ r).to(layer.bias.dtype))
@@ -82,7 +85,7 @@ def _rotate_out(layer: nn.Linear, r: torch.Tensor) -> None:
 
 def _rotate_heads(v: nn.Linear, o: nn.Linear, r: torch.Tensor) -> None:
     """Per head: v_proj's outputs and o_proj's inputs are multiplied by R (order head_dim)."""
-    hd = r.shape[0]
+    hd, r = r.shape[0], r.to(v.weight.device)
     wv = v.weight.double().reshape(-1, hd, v.in_features)
     v.weight.copy_(torch.einsum("dk,hdi->hki", r, wv).reshape(v.weight.shape).to(v.weight.dtype))
     if v.bias is not None:
@@ -162,9 +165,10 @@ def block_hadamard(model: nn.Module, block_size: int, layers: list[str] | None =
     for name in layers:
         layer = get_module(model, name)
         if not isinstance(layer, nn.Linear) or layer.in_features % block_size:
+            width = getattr(layer, "in_features", None)
             raise field_error(ArError, "block_size", block_size,
-                              f"a divisor of every rotated layer's in_features ({name} has {getattr(layer, 'in_features', None)})")
-        w = layer.weight.double().reshape(layer.out_features, -1, block_size) @ r
+                              f"a divisor of every rotated nn.Linear's in_features ({name} has {width})")
+        w = layer.weight.double().reshape(layer.out_features, -1, block_size) @ r.to(layer.weight.device)
         layer.weight.copy_(w.reshape(layer.weight.shape).to(layer.weight.dtype))
         attach_online(layer, block_size, random, seed)
     config = {"mode": "block", "random": random, "seed": seed,
