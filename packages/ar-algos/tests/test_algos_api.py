@@ -94,7 +94,8 @@ class _Format:
 def fmt():
     f = _Format()
     FORMATS.register(f.name, f)
-    return f
+    yield f
+    FORMATS.unregister(f.name)
 
 
 def test_quantize_and_save_hands_records_to_the_format_and_cleans_up(fmt, tmp_path):

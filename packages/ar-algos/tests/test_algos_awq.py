@@ -129,3 +129,18 @@ def test_awq_then_signround_composes():
     assert set(result.records) == set(schemes)
     err_rtn = (_out(rtn_block, inputs) - ref).pow(2).mean()
     assert (_out(block, inputs) - ref).pow(2).mean() < 0.5 * err_rtn
+
+
+def test_awq_mask_ignores_padded_tokens():
+    _, block, inputs = _setup("llama", outliers=True)
+    schemes = _schemes(block, 4)
+    alone = awq_block(copy.deepcopy(block), inputs.hidden[:2], _kw(inputs), schemes, n_grid=6, batch_size=2)
+    noisy = inputs.hidden.clone()
+    noisy[2:] *= 1000.0  # garbage on "padding" only
+    mask = inputs.mask.clone()
+    mask[2:] = 0
+    masked = awq_block(copy.deepcopy(block), noisy, _kw(inputs), schemes, n_grid=6, batch_size=2, mask=mask)
+    unmasked = awq_block(copy.deepcopy(block), noisy, _kw(inputs), schemes, n_grid=6, batch_size=2)
+    for name, s in alone.items():
+        torch.testing.assert_close(masked[name], s, atol=1e-4, rtol=1e-4)
+    assert any(not torch.allclose(unmasked[n], s, atol=1e-3) for n, s in alone.items())

@@ -201,5 +201,8 @@ def test_save_quantized_hands_the_processor_to_the_format():
     ar = _ar(recipe="rtn", iters=None)
     ar.quantize()
     processor = object()
-    ar.save_quantized("unused", format=fmt.name, processor=processor)
+    try:
+        ar.save_quantized("unused", format=fmt.name, processor=processor)
+    finally:
+        FORMATS.unregister(fmt.name)
     assert fmt.kw["processor"] is processor and fmt.kw["run_info"]["disable_opt_rtn"] is True

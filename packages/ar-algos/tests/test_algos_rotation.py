@@ -90,6 +90,8 @@ def test_restore_rotation_rebuilds_online_hooks_on_load():
     assert not torch.allclose(_logits(loaded), ref, atol=1e-3)  # without the hooks the rotated model is wrong
     assert restore_rotation(loaded, config) == 2
     torch.testing.assert_close(_logits(loaded), ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ArError, match="already has an online rotation"):
+        restore_rotation(loaded, config)
 
 
 def test_rotation_rejects_bad_mode_and_layouts():

@@ -18,6 +18,8 @@ def test_register_and_get_case_insensitively():
 
     assert reg.get("FOO") == 1 and reg.get("bar") is Bar
     assert reg.names() == ["bar", "foo"]
+    reg.unregister("FOO")
+    assert reg.names() == ["bar"]
 
 
 def test_unknown_name_lists_what_is_available():

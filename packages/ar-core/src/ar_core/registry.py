@@ -32,6 +32,10 @@ class Registry:
 
         return add if obj is None else add(obj)
 
+    def unregister(self, name: str) -> None:
+        """Forget an object registered in code (entry points stay discoverable)."""
+        self._items.pop(name.lower(), None)
+
     def _discover(self) -> dict[str, Any]:
         if self._entry_points is None:
             self._entry_points = {ep.name.lower(): ep for ep in entry_points(group=self.group)}

@@ -49,12 +49,14 @@ def _scales(x_mean: torch.Tensor, w_mean: torch.Tensor, ratio: float, duo: bool)
 
 
 class _Recorder:
-    """Hooks that record a parent module's calls (args, kwargs, output) and |x| sums at the first balance layer."""
+    """Hooks that record a parent module's calls (args, kwargs, output, token mask) and masked |x| sums at the
+    first balance layer; `mask` is the current batch's [B, L] token weights (None: every token counts)."""
 
     def __init__(self, parent: nn.Module, first_balance: nn.Module):
-        self.calls: list[tuple[tuple, dict, torch.Tensor]] = []
+        self.calls: list[tuple[tuple, dict, torch.Tensor, torch.Tensor | None]] = []
         self.abs_sum: torch.Tensor | None = None
-        self.count = 0
+        self.count = 0.0
+        self.mask: torch.Tensor | None = None
         self._pending: list[tuple[tuple, dict]] = []
         self.handles = [
             parent.register_forward_pre_hook(self._pre, with_kwargs=True),
@@ -67,13 +69,15 @@ class _Recorder:
 
     def _post(self, _m, _args, out):
         args, kwargs = self._pending.pop()
-        self.calls.append((args, kwargs, _first(out).detach()))
+        self.calls.append((args, kwargs, _first(out).detach(), self.mask))
 
     def _stat(self, _m, args):
-        x = args[0].detach().float().reshape(-1, args[0].shape[-1])
-        s = x.abs().sum(0)
+        x = args[0].detach().float().abs()
+        if self.mask is not None:
+            x = x * self.mask.to(x)[..., None]
+        s = x.reshape(-1, x.shape[-1]).sum(0)
         self.abs_sum = s if self.abs_sum is None else self.abs_sum + s
-        self.count += x.shape[0]
+        self.count += float(self.mask.sum()) if self.mask is not None else x.numel() / x.shape[-1]
 
     def remove(self) -> None:
         for h in self.handles:
@@ -84,22 +88,27 @@ def _first(out: Any) -> torch.Tensor:
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
-def _run(block: nn.Module, hidden: torch.Tensor, kwargs: Kwargs, batch_size: int) -> None:
+def _run(block: nn.Module, hidden: torch.Tensor, kwargs: Kwargs, batch_size: int, mask: torch.Tensor | None,
+         recorders: list[_Recorder]) -> None:
     dev = next(block.parameters()).device
     with torch.no_grad():
         for start in range(0, hidden.shape[0], batch_size):
             idx = slice(start, start + batch_size)
+            for r in recorders:
+                r.mask = None if mask is None else mask[idx].to(dev)
             kw = kwargs(idx) if callable(kwargs) else kwargs
             run_block(block, hidden[idx].to(dev), kw)
 
 
 def _replay_loss(parent: nn.Module, calls: list) -> float:
-    total, count = 0.0, 0
+    total, count = 0.0, 0.0
     with torch.no_grad():
-        for args, kwargs, ref in calls:
-            out = _first(parent(*args, **kwargs)).float()
-            total += (out - ref.float()).pow(2).sum().item()
-            count += ref.numel()
+        for args, kwargs, ref, mask in calls:
+            diff = (_first(parent(*args, **kwargs)).float() - ref.float()).pow(2)
+            if mask is not None:
+                diff = diff * mask.to(diff)[..., None]
+            total += diff.sum().item()
+            count += float(mask.sum()) * ref.shape[-1] if mask is not None else ref.numel()
     return total / max(count, 1)
 
 
@@ -148,13 +157,14 @@ def fold_scales(block: nn.Module, mapping: AwqMapping, s: torch.Tensor) -> None:
 
 def awq_block(block: nn.Module, inputs: torch.Tensor, kwargs: Kwargs, schemes: dict[str, QuantScheme],
               mappings: list[AwqMapping] | None = None, n_grid: int = 20, duo_scaling: bool | str = True,
-              clip: bool = False, batch_size: int = 8) -> dict[str, torch.Tensor]:
+              clip: bool = False, batch_size: int = 8, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Search and fold AWQ scales into `block` in place; returns the applied scales by smooth-layer name.
 
     inputs: the block's calibration hidden states [N, L, H]; kwargs: its other arguments, a dict or a function of
     the sample slice (e.g. `lambda idx: kwargs_to(block_inputs.kwargs(i, idx), dev)`); schemes: quantized layers by
     name relative to the block. Mappings default to `find_mappings(block)`; a mapping none of whose balance layers
-    is quantized is skipped. With `clip`, each quantized linear's per-group range is then shrunk (hard clamp) where
+    is quantized is skipped; `mask` ([N, L], e.g. BlockInputs.mask) drops padding from the statistics and the
+    loss. With `clip`, each quantized linear's per-group range is then shrunk (hard clamp) where
     that lowers its output MSE. The block's float outputs are unchanged except for the clipping.
     """
     if not isinstance(n_grid, int) or isinstance(n_grid, bool) or n_grid < 2:
@@ -165,7 +175,7 @@ def awq_block(block: nn.Module, inputs: torch.Tensor, kwargs: Kwargs, schemes: d
     mappings = [m for m in mappings if any(b in schemes and schemes[b].is_quantized for b in m.balance)]
     recorders = [_Recorder(get_module(block, m.parent), get_module(block, m.balance[0])) for m in mappings]
     try:
-        _run(block, inputs, kwargs, batch_size)
+        _run(block, inputs, kwargs, batch_size, mask, recorders)
     finally:
         for r in recorders:
             r.remove()

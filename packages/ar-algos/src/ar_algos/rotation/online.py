@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ar_core.errors import ArError
+
 from ..blocks import get_module
 from .hadamard import hadamard_matrix
 
@@ -34,7 +36,7 @@ def _rotate_input(module: nn.Module, args: tuple) -> tuple:
 def attach_online(layer: nn.Module, size: int, random: bool = False, seed: int = 0) -> OnlineHadamard:
     """Make `layer` rotate its input by OnlineHadamard(size, random, seed) before its own forward."""
     if hasattr(layer, "online_rotation"):
-        raise ValueError("layer already has an online rotation")
+        raise ArError(f"{type(layer).__name__} already has an online rotation (rotate a model only once)")
     rot = OnlineHadamard(size, random, seed).to(next(layer.parameters()).device)
     layer.online_rotation = rot
     layer.register_forward_pre_hook(_rotate_input)
