@@ -35,7 +35,9 @@ def _usage_error(capsys, argv) -> str:
     (["quantize", "m", "--options", "W2A16,W4A16"], "--avg_bits"),
     (["quantize", "m", "--avg_bits", "3.5"], "needs --options"),
     (["quantize", "m", "--model_free", "--iters", "5"], "contradicts --iters 5"),
-    (["quantize", "m", "--algorithm", "awq"], "not available yet"),
+    (["quantize", "m", "--algorithm", "autoscheme"], "not available yet"),
+    (["quantize", "m", "--algorithm", "awq,rtn,signround"], "not available yet"),
+    (["quantize", "m", "--algorithm", "awq", "--iters", "5"], "contradicts --iters 5"),
     (["quantize", "m", "--algorithm", "bogus"], "'bogus'"),
     (["quantize", "m", "--algorithm", "rtn", "--iters", "5"], "contradicts --iters 5"),
     (["quantize", "m", "--algorithm", "signround", "--recipe", "rtn"], "contradicts --recipe rtn"),
@@ -97,7 +99,13 @@ def test_route_algorithm_sets_iters():
     assert (args.iters, args.disable_opt_rtn) == (0, True)
     args = _args(["--algorithm", "opt_rtn"])
     route_algorithm(args)
-    assert (args.iters, args.disable_opt_rtn) == (0, False)
+    assert (args.iters, args.disable_opt_rtn, args.awq) == (0, False, None)
+    args = _args(["--algorithm", "awq"])
+    route_algorithm(args)
+    assert (args.iters, args.disable_opt_rtn, args.awq) == (0, True, True)
+    args = _args(["--algorithm", "awq,auto_round", "--iters", "3"])
+    route_algorithm(args)
+    assert (args.iters, args.disable_opt_rtn, args.awq) == (3, None, True)
 
 
 def test_autoround_kwargs_pass_set_flags_only():

@@ -25,6 +25,11 @@ def rtn(model: Any, **kwargs: Any) -> AutoRound:
     return AutoRound(model, recipe="rtn", **kwargs)
 
 
+def awq(model: Any, **kwargs: Any) -> AutoRound:
+    """AutoRound with AWQ scale search then plain RTN (algorithm="awq"; pass algorithm="awq,auto_round" to tune)."""
+    return AutoRound(model, **{"algorithm": "awq", **kwargs})
+
+
 def autoscheme(model: Any, avg_bits: float, options: Any, shared_layers: list | None = None,
                ignore_scale_zp_bits: bool = False, **kwargs: Any) -> AutoRound:
     """AutoRound on the mixed-bit layer_config an AutoScheme search finds (avg_bits, options, shared_layers and
@@ -38,3 +43,4 @@ ALGORITHMS.register("signround", signround)
 ALGORITHMS.register("opt-rtn", opt_rtn)
 ALGORITHMS.register("rtn", rtn)
 ALGORITHMS.register("autoscheme", autoscheme)
+ALGORITHMS.register("awq", awq)

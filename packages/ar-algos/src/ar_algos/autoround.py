@@ -27,6 +27,8 @@ from .progress import Progress
 from .run_info import run_info
 
 MODEL_FREE_FORMAT = "auto_round"
+# algorithm= values -> the knobs they set (AWQ + plain RTN, the reference's AWQ; AWQ + SignRound).
+ALGORITHM_KNOBS = {"awq": dict(awq=True, iters=0, disable_opt_rtn=True), "awq,signround": dict(awq=True)}
 
 
 def _device(device: Any) -> torch.device:
@@ -39,6 +41,26 @@ def _device(device: Any) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise field_error(ArError, "device", device, "'cpu' (no CUDA device is available)")
     return dev
+
+
+def algorithm_knobs(algorithm: Any, iters: int | None, knobs: dict[str, Any]) -> dict[str, Any]:
+    """`knobs` with those `algorithm` ("awq" or "awq,auto_round"; None: unchanged) sets; contradictions raise."""
+    if algorithm is None:
+        return dict(knobs, iters=iters)
+    parts = algorithm.split(",") if isinstance(algorithm, str) else []
+    names = sorted({"signround" if n in ("auto-round", "autoround") else n
+                    for n in (p.strip().lower().replace("_", "-") for p in parts)})
+    sets = ALGORITHM_KNOBS.get(",".join(names))
+    if sets is None:
+        raise field_error(ArError, "algorithm", algorithm, "None, 'awq' or 'awq,auto_round'")
+    if "iters" in sets and iters not in (None, 0):
+        raise field_error(ArError, "iters", iters, f"0 or None with algorithm={algorithm!r} (AWQ + RTN)")
+    if "iters" not in sets and iters == 0:
+        raise field_error(ArError, "iters", iters, f"None or > 0 with algorithm={algorithm!r} (AWQ + SignRound)")
+    for name, value in sets.items():
+        if name != "iters" and knobs.get(name) not in (None, value):
+            raise field_error(ArError, name, knobs[name], f"{value!r} or None with algorithm={algorithm!r}")
+    return {**knobs, "iters": iters, **sets}
 
 
 def parse_formats(format: str | list[str]) -> list[str]:
@@ -62,9 +84,12 @@ class AutoRound:
     block_names (alias to_quant_block_names): the blocks to tune as one chain, e.g. "model.language_model.layers"
     (default: the decoder blocks found in the model).
     recipe: "default", "best", "light", "opt-rtn" or "rtn" (fills the knobs left as None). iters=0 gives opt-RTN
-    (or plain RTN with disable_opt_rtn=True). The SignRound knobs (lr, minmax_lr, nsamples, seqlen, batch_size,
-    gradient_accumulate_steps, enable_minmax_tuning, enable_quanted_input, not_use_best_mse, dynamic_max_gap,
-    enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the reference's meaning.
+    (or plain RTN with disable_opt_rtn=True). algorithm="awq" runs AWQ (reference §8.2) then plain RTN;
+    "awq,auto_round" AWQ then SignRound; the awq=True knob adds AWQ to any of them (awq_n_grid, awq_duo_scaling,
+    awq_clip tune its search; see `ar_algos.awq.awq_block`). The SignRound knobs (lr, minmax_lr, nsamples, seqlen,
+    batch_size, gradient_accumulate_steps, enable_minmax_tuning, enable_quanted_input, not_use_best_mse,
+    dynamic_max_gap, enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the
+    reference's meaning.
     device: where each block is processed (default CUDA when available); the model itself stays where it is.
     work_dir / resume: see `quantize`. Plain RTN of a local model directory runs in model-free mode in
     `quantize_and_save` (see there; disable_model_free=True opts out). Bad values raise ArError here, before any work.
@@ -76,8 +101,8 @@ class AutoRound:
                  dataset: Any = None, recipe: str | None = None, iters: int | None = None, device: Any = None,
                  work_dir: str | Path | None = None, resume: bool = True, verbose: bool = True,
                  block_names: Any = None, to_quant_block_names: Any = None, samples: list[dict] | None = None,
-                 disable_model_free: bool = False, **knobs: Any):
-        self.cfg = make_config(recipe, iters=iters, **knobs)
+                 disable_model_free: bool = False, algorithm: str | None = None, **knobs: Any):
+        self.cfg = make_config(recipe, **algorithm_knobs(algorithm, iters, knobs))
         self.search = scheme if isinstance(scheme, AutoScheme) else None
         base = self.search.options[0].scheme if self.search else scheme
         self.scheme = parse_scheme(base, bits=bits, group_size=group_size, sym=sym, data_type=data_type)
@@ -110,7 +135,7 @@ class AutoRound:
         from .model_free import supported
         from .model_free.source import INDEX, SINGLE
 
-        plain = self.cfg.algorithm == "rtn" and self.search is None and supported(self.scheme)
+        plain = not self.cfg.calibrated and self.search is None and supported(self.scheme)
         untouched = self.tokenizer is None and self.samples is None and self._block_arg is None
         if disable or not plain or not untouched or not isinstance(model, (str, os.PathLike)):
             return None
@@ -132,8 +157,9 @@ class AutoRound:
         self.block_names = find_blocks(model) if self._block_arg is None else select_blocks(model, self._block_arg)
         self.lm_head = find_lm_head(self.model, self.block_names)
         no_data = self.dataset is None and self.tokenizer is None and self.samples is None
-        if (self.cfg.algorithm != "rtn" or self.search is not None) and no_data:
-            raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {self.cfg.algorithm!r} "
+        if (self.cfg.calibrated or self.search is not None) and no_data:
+            name = f"{'awq + ' * self.cfg.awq}{self.cfg.algorithm}"
+            raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {name!r} "
                               f"{'with AutoScheme ' if self.search else ''}needs calibration text), or dataset= as "
                               "token-id samples, samples= as model inputs, or recipe='rtn'")
         if self.search is not None:
@@ -146,7 +172,7 @@ class AutoRound:
         return build_plan(self.model, self.block_names, self.lm_head, self.scheme, format=format, **self._layer_args)
 
     def _samples(self) -> list[dict] | None:
-        if self.cfg.algorithm == "rtn":
+        if not self.cfg.calibrated:
             return None
         if self.samples is not None:
             return self.samples
@@ -170,6 +196,7 @@ class AutoRound:
 
         With a work directory (`work_dir` here or in the constructor) every finished block is checkpointed; the
         same call after a crash continues from the next block (a different run refuses unless resume=False).
+        AWQ runs are not checkpointed: the scales folded into the norms are not part of the block records.
         """
         if self.records is not None:
             return self.model, self.records
@@ -178,7 +205,7 @@ class AutoRound:
         samples = self._samples()
         schemes = {n: e.scheme for n, e in self.plan.entries.items() if e.scheme.is_quantized}
         path = work_dir or self.work_dir
-        work = WorkDir(path, self._fingerprint(samples), self.resume) if path else None
+        work = WorkDir(path, self._fingerprint(samples), self.resume) if path and not self.cfg.awq else None
         self._work = work
         progress = Progress(len(self.block_names), enabled=self.verbose)
         job = Job(self.model, self.block_names, schemes, self.lm_head, samples, self.cfg, self.device)

@@ -40,13 +40,22 @@ class TuneConfig:
     enable_torch_compile: bool = False
     seed: int = 42
     deterministic: bool = False
+    awq: bool = False
+    awq_n_grid: int = 20
+    awq_duo_scaling: bool | str = True
+    awq_clip: bool = False
 
     @property
     def algorithm(self) -> str:
-        """'signround' when iters > 0, else 'opt-rtn' or 'rtn'."""
+        """'signround' when iters > 0, else 'opt-rtn' or 'rtn' (AWQ, when on, runs before any of them)."""
         if self.iters > 0:
             return "signround"
         return "rtn" if self.disable_opt_rtn else "opt-rtn"
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether the run needs calibration data: anything but plain RTN, or AWQ."""
+        return self.algorithm != "rtn" or self.awq
 
     def layer_lr(self, bits: int) -> float:
         """Rounding lr of a layer: the user's lr, else 1/iters (2/iters for <=3-bit layers at >=1000 iters)."""
@@ -79,6 +88,9 @@ def validate(cfg: TuneConfig) -> TuneConfig:
     for name in ("nsamples", "seqlen", "batch_size", "gradient_accumulate_steps"):
         _int(name, getattr(cfg, name), 1)
     _int("seed", cfg.seed, 0)
+    _int("awq_n_grid", cfg.awq_n_grid, 2)
+    if not isinstance(cfg.awq_duo_scaling, (bool, str)) or cfg.awq_duo_scaling not in (True, False, "both"):
+        raise field_error(ArError, "awq_duo_scaling", cfg.awq_duo_scaling, "True, False or 'both'")
     if not isinstance(cfg.dynamic_max_gap, int) or isinstance(cfg.dynamic_max_gap, bool) or \
             cfg.dynamic_max_gap == 0 or cfg.dynamic_max_gap < -1:
         raise field_error(ArError, "dynamic_max_gap", cfg.dynamic_max_gap, "-1 (off) or an int >= 1")

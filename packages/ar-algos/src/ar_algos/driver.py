@@ -8,6 +8,7 @@ full-precision chain. The quantized (QDQ) weights are written into the model, so
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import torch
@@ -18,7 +19,8 @@ from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
 from .blocks import find_linears, get_module, weight_of, write_weight
-from .capture import BlockInputs, capture_block_inputs, capture_head_inputs, forward_all
+from .awq import awq_block
+from .capture import BlockInputs, capture_block_inputs, capture_head_inputs, forward_all, kwargs_to
 from .checkpoint import WorkDir
 from .config import TuneConfig
 from .progress import Progress, fmt_loss
@@ -66,7 +68,7 @@ def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[
     if start:
         progress.note(f"resuming at block {start + 1}/{len(job.block_names)} from {work.path}")
     inputs, q, fp = None, None, None
-    if cfg.algorithm != "rtn":
+    if cfg.calibrated:
         inputs = capture_block_inputs(model, job.block_names, job.samples)
         cache_dev = "cpu" if cfg.low_gpu_mem_usage else job.device
         inputs = inputs.to(cache_dev)
@@ -98,8 +100,13 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
     if inputs is None:  # zero-shot RTN
         return BlockResult(rtn_layers(layers, schemes)), None, None
     bs = cfg.batch_size
-    if cfg.algorithm == "opt-rtn":
-        with collect_imatrix({n: layers[n] for n in schemes}) as imatrix:
+    if cfg.awq:
+        dev = next(block.parameters()).device
+        awq_block(block, fp, lambda idx: kwargs_to(inputs.kwargs(index, idx), dev), schemes, n_grid=cfg.awq_n_grid,
+                  duo_scaling=cfg.awq_duo_scaling, clip=cfg.awq_clip, batch_size=bs, mask=inputs.mask)
+    if cfg.algorithm != "signround":  # opt-RTN, or plain RTN after AWQ
+        stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.algorithm == "opt-rtn" else nullcontext()
+        with stats as imatrix:
             fp_of_q = forward_all(block, inputs, index, q, bs)
         result = BlockResult(rtn_layers(layers, schemes, imatrix))
         if not cfg.enable_quanted_input:
@@ -134,7 +141,7 @@ def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | No
     head = get_module(model, job.lm_head)
     home = head.weight.device
     head.to(job.device)
-    if inputs is None:
+    if inputs is None or cfg.algorithm == "rtn":
         result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
     else:
         x = capture_head_inputs(model, job.block_names, job.lm_head, q, job.samples)

@@ -30,7 +30,7 @@ def dataset_name(dataset: Any) -> str | None:
 def run_info(cfg: TuneConfig, dataset: Any = None, **extra: Any) -> dict[str, Any]:
     """Flat knobs of a run that differ from the defaults, plus `ar_version` and the `extra` entries.
 
-    Knobs that mean nothing for the run's algorithm are left out (RTN has no data, only SignRound tunes);
+    Knobs that mean nothing for the run's algorithm are left out (plain RTN has no data, only SignRound tunes);
     `disable_opt_rtn` is written for plain RTN (iters=0 alone means opt-RTN).
     """
     from . import __version__
@@ -41,9 +41,11 @@ def run_info(cfg: TuneConfig, dataset: Any = None, **extra: Any) -> dict[str, An
               "minmax_lr": cfg.minmax_lr if cfg.minmax_lr is not None else lr, "dataset": dataset_name(dataset)}
     defaults = {**DEFAULTS, "lr": auto_lr, "minmax_lr": auto_lr, "dataset": DEFAULT_DATASET}
     skip = set(_TUNING_ONLY) if cfg.algorithm != "signround" else set()
-    if cfg.algorithm == "rtn":
+    if not cfg.calibrated:
         skip |= set(_DATA_ONLY)
     info = {k: v for k, v in values.items() if k not in skip and v is not None and v != defaults[k]}
     if cfg.algorithm == "rtn":
         info["disable_opt_rtn"] = True
+    if cfg.awq:
+        info.update(awq=True, awq_n_grid=cfg.awq_n_grid, awq_duo_scaling=cfg.awq_duo_scaling, awq_clip=cfg.awq_clip)
     return {**info, "ar_version": __version__, **extra}

@@ -25,7 +25,7 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
                 "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
-                "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free"}
+                "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free", "awq": "awq"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
@@ -72,7 +72,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--batch_size", "--bs", type=int)
     tun.add_argument("--gradient_accumulate_steps", type=int)
     tun.add_argument("--dataset", help="calibration data: pile-10k, wiki, austen, pydoc or a local file")
-    tun.add_argument("--algorithm", help="signround (tuning), opt-rtn or rtn; sets --iters accordingly")
+    tun.add_argument("--algorithm", help="signround (tuning), opt-rtn, rtn, awq (AWQ + RTN) or awq,auto_round "
+                                         "(AWQ + tuning); sets --iters accordingly")
+    p.set_defaults(awq=None)  # set by --algorithm awq
     tun.add_argument("--adam", "--enable_adam", action="store_true", default=None, help="Adam instead of sign-SGD")
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
     tun.add_argument("--seed", type=int)
@@ -144,23 +146,26 @@ def route_algorithm(args: argparse.Namespace) -> None:
     names = [n.replace("_", "-").lower() for n in comma_list(args.algorithm or "")]
     if not names:
         return
+    if "awq" in names:  # AWQ runs first, then plain RTN (alone) or the tuning named beside it
+        names = [n for n in names if n != "awq"] or ["rtn"]
+        args.awq = True
     known = sorted(set(ALGORITHMS.known_names()) | set(ALGORITHM_ROUTES))
     for name in names:
         if name not in known:
             raise UsageError(f"--algorithm {name!r} is unknown; one of {', '.join(known)}")
     if len(names) > 1 or names[0] not in ALGORITHM_ROUTES:
         raise UsageError(f"--algorithm {args.algorithm} is not available yet in ar quantize; available: "
-                         f"{', '.join(ALGORITHM_ROUTES)}")
+                         f"{', '.join(ALGORITHM_ROUTES)}, each alone or after 'awq,'; awq alone is AWQ + RTN")
     iters, no_opt = ALGORITHM_ROUTES[names[0]]
     if iters is None:
         if args.iters == 0 or args.recipe in ("rtn", "opt-rtn"):
-            raise UsageError(f"--algorithm {names[0]} tunes and contradicts "
+            raise UsageError(f"--algorithm {args.algorithm} tunes and contradicts "
                              f"{'--iters 0' if args.iters == 0 else '--recipe ' + args.recipe}")
         return
     if args.iters:
-        raise UsageError(f"--algorithm {names[0]} does not tune and contradicts --iters {args.iters}")
+        raise UsageError(f"--algorithm {args.algorithm} does not tune and contradicts --iters {args.iters}")
     if args.disable_opt_rtn is not None and args.disable_opt_rtn != no_opt:
-        raise UsageError(f"--algorithm {names[0]} contradicts --disable_opt_rtn")
+        raise UsageError(f"--algorithm {args.algorithm} contradicts --disable_opt_rtn")
     args.iters, args.disable_opt_rtn = iters, no_opt
 
 

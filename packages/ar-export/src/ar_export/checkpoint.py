@@ -33,6 +33,10 @@ class Writer:
     name = ""
     dtype: torch.dtype | None = None  # forced dtype of the 16-bit tensors (None: the model's own)
 
+    def write_config(self, config: dict[str, Any], qc: dict[str, Any] | None, ctx: "SaveContext", out: Path) -> None:
+        """Write config.json and quantization_config.json into `out` (also used by model-free mode)."""
+        write_config(self, config, qc, ctx, out)
+
     def supports(self, scheme: QuantScheme) -> bool:
         """True when this format can store a layer quantized with `scheme`."""
         return supports(self.name, scheme)
@@ -76,7 +80,7 @@ class Writer:
         qc = self.quant_config(ctx)
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
             save_sharded_safetensors(tensors, tmp, ctx.run_info.get("max_shard_size", "5GB"))
-            write_config(self, model, qc, ctx, tmp)
+            self.write_config(model.config.to_dict(), qc, ctx, tmp)
             write_side_files(model, tmp, tokenizer, processor, source_dir)
         return Path(output_dir)
 
@@ -125,9 +129,10 @@ def collect_tensors(writer: Writer, ctx: SaveContext) -> dict[str, torch.Tensor]
     return out
 
 
-def write_config(writer: Writer, model: Any, qc: dict[str, Any] | None, ctx: SaveContext, out: Path) -> None:
-    """config.json (with `quantization_config` and dtype) and quantization_config.json."""
-    config = model.config.to_dict()
+def write_config(writer: Writer, config: dict[str, Any], qc: dict[str, Any] | None, ctx: SaveContext,
+                 out: Path) -> None:
+    """config.json (the model config dict with `quantization_config` and dtype) and quantization_config.json."""
+    config = dict(config)
     config.pop("quantization_config", None)
     config["dtype"] = str(ctx.dtype).removeprefix("torch.")
     if qc is not None:

@@ -79,7 +79,7 @@ class AutoRoundMLLM:
         self.block_lists = find_mllm_blocks(model, quant_nontext_module)
         cfg = make_config(recipe, iters=iters, nsamples=nsamples, seqlen=seqlen, seed=seed)
         self.samples: list[dict[str, torch.Tensor]] | None = None
-        if cfg.algorithm != "rtn" and needs_image_data(model_type, dataset, quant_nontext_module):
+        if cfg.calibrated and needs_image_data(model_type, dataset, quant_nontext_module):
             self.samples = self._image_samples(dataset, extra_data_dir, cfg, model_type)
             dataset = [{k: s[k] for k in TEXT_KEYS} for s in self.samples]
             nsamples, seqlen = len(self.samples), self.samples[0]["input_ids"].shape[1]

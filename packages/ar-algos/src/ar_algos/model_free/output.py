@@ -3,7 +3,6 @@ the side files (tokenizer, generation config, chat template, custom code) copied
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,18 +51,6 @@ def source_config(path: Path, raw: dict) -> dict:
         return AutoConfig.from_pretrained(str(path)).to_dict()
     except (ValueError, KeyError, OSError):
         return dict(raw)
-
-
-def write_config(writer: Any, config: dict, qc: dict | None, ctx: Any, out: Path) -> None:
-    """config.json with `quantization_config` and dtype, and quantization_config.json, as the format writers do."""
-    config = dict(config)
-    config.pop("quantization_config", None)
-    config["dtype"] = str(ctx.dtype).removeprefix("torch.")
-    if qc is not None:
-        config["quantization_config"] = qc
-        (out / "quantization_config.json").write_text(json.dumps(qc, indent=2) + "\n")
-    writer.finish_config(config, ctx)
-    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def copy_side_files(src: Path, out: Path) -> list[str]:

@@ -29,7 +29,7 @@ from ..config import make_config
 from ..run_info import run_info
 from .context import ShapeContext
 from .layers import Layout, describe
-from .output import copy_side_files, source_config, write_config, write_tensors
+from .output import copy_side_files, source_config, write_tensors
 from .source import Checkpoint, read_checkpoint
 from .worker import ShardTask, describe_layers, run_tasks, task_path
 
@@ -140,7 +140,7 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
         target = {key: task.target for task in tasks for key in task.keys}
         where = {n: target[key] for key in layout.order for n in results[target[key]].outputs[key]}
         write_tensors(where, out, max_shard_size)
-        write_config(writer, source_config(ckpt.path, ckpt.config), writer.quant_config(ctx), ctx, out)
+        writer.write_config(source_config(ckpt.path, ckpt.config), writer.quant_config(ctx), ctx, out)
         copy_side_files(ckpt.path, out)
         written = read_checkpoint(out)
         out_peak = max(written.shard_bytes(s) for s in written.shards)
