@@ -34,12 +34,15 @@ def smollm2():
 
 
 def _records(smollm2, scheme):
-    """RTN records of every Linear but the tied lm_head, and the logits [32, vocab] of our dequantized model."""
+    """RTN records of every Linear but the tied lm_head, the logits [32, vocab] of our dequantized model and how far
+    quantization itself moved them from the float model's."""
     model, _, ids = smollm2
     q = quantize_model(model, scheme)
     assert len(q) == 30 * 7 and not any("lm_head" in n for n in q)
     with torch.no_grad():
-        return q, dequantized_copy(model, q)(ids).logits[0].float()
+        ref = dequantized_copy(model, q)(ids).logits[0].float()
+        shift = (model(ids).logits[0].float() - ref).abs().max().item()
+    return q, ref, shift
 
 
 @pytest.fixture(scope="module")
@@ -56,18 +59,21 @@ def asym(smollm2):
 
 def _export(tmp_path, smollm2, fmt, records):
     model, tok, _ = smollm2
-    return get_writer(fmt).save(tmp_path / fmt, model, records[0], tokenizer=tok), records[1]
+    return get_writer(fmt).save(tmp_path / fmt, model, records[0], tokenizer=tok), records[1:]
 
 
-def _check(logits, ref, fmt):
-    """Consumer logits [seq, vocab] equal ours within fp16 rounding; prints the measured agreement."""
+def _check(logits, expected, fmt):
+    """Consumer logits [seq, vocab] equal ours (`expected` = our logits, quantization shift) within fp16 rounding,
+    far below the quantization error; prints the measured agreement."""
+    ref, shift = expected
     logits = logits.reshape(ref.shape).float()
     err = (logits - ref).abs().max().item()
     span = (ref.max() - ref.min()).item()
     top1 = (logits.argmax(-1) == ref.argmax(-1)).float().mean().item()
-    print(f"{fmt}: max|diff|={err:.4g} range={span:.4g} ratio={err / span:.3g} top1={top1:.4f}")
+    print(f"{fmt}: max|diff|={err:.4g} range={span:.4g} ratio={err / span:.3g} top1={top1:.4f} quant shift={shift:.4g}")
     assert err < 2e-2 * span, (fmt, err, span)
     assert top1 >= 0.99, (fmt, top1)
+    assert err < 0.25 * shift, (fmt, err, shift)
 
 
 def _load_hf(path, **kw):
@@ -83,44 +89,44 @@ def _hf_logits(lm, ids):
 
 def test_auto_round_loads_in_transformers_with_auto_round(tmp_path, smollm2, sym):
     pytest.importorskip("auto_round")
-    out, ref = _export(tmp_path, smollm2, "auto_round", sym)
+    out, expected = _export(tmp_path, smollm2, "auto_round", sym)
     lm = _load_hf(out)
     assert type(lm.model.layers[0].self_attn.q_proj) is not torch.nn.Linear
-    _check(_hf_logits(lm, smollm2[2]), ref, "auto_round")
+    _check(_hf_logits(lm, smollm2[2]), expected, "auto_round")
 
 
 def test_auto_gptq_loads_through_gptqmodel(tmp_path, smollm2, sym):
     pytest.importorskip("gptqmodel")
     pytest.importorskip("optimum")
-    out, ref = _export(tmp_path, smollm2, "auto_gptq", sym)
+    out, expected = _export(tmp_path, smollm2, "auto_gptq", sym)
     lm = _load_hf(out)
     assert type(lm.model.layers[0].mlp.up_proj).__module__.startswith("gptqmodel")
-    _check(_hf_logits(lm, smollm2[2]), ref, "auto_gptq")
+    _check(_hf_logits(lm, smollm2[2]), expected, "auto_gptq")
 
 
 def test_auto_awq_loads_through_gptqmodel(tmp_path, smollm2, asym):
     pytest.importorskip("gptqmodel")
-    out, ref = _export(tmp_path, smollm2, "auto_awq", asym)
+    out, expected = _export(tmp_path, smollm2, "auto_awq", asym)
     lm = _load_hf(out)
     assert "Awq" in type(lm.model.layers[0].mlp.up_proj).__name__
-    _check(_hf_logits(lm, smollm2[2]), ref, "auto_awq")
+    _check(_hf_logits(lm, smollm2[2]), expected, "auto_awq")
 
 
 def test_llm_compressor_loads_with_compressed_tensors(tmp_path, smollm2, sym):
     pytest.importorskip("compressed_tensors")
-    out, ref = _export(tmp_path, smollm2, "llm_compressor", sym)
+    out, expected = _export(tmp_path, smollm2, "llm_compressor", sym)
     lm = _load_hf(out)
     assert hasattr(lm.model.layers[0].self_attn.q_proj, "quantization_scheme")
-    _check(_hf_logits(lm, smollm2[2]), ref, "llm_compressor")
+    _check(_hf_logits(lm, smollm2[2]), expected, "llm_compressor")
 
 
 def test_mlx_loads_in_mlx_lm(tmp_path, smollm2, sym):
     mx = pytest.importorskip("mlx.core")
     mlx_lm = pytest.importorskip("mlx_lm")
-    out, ref = _export(tmp_path, smollm2, "mlx", sym)
+    out, expected = _export(tmp_path, smollm2, "mlx", sym)
     model, _ = mlx_lm.load(str(out))
     assert type(model.model.layers[0].self_attn.q_proj).__name__ == "QuantizedLinear"
-    # mlx-lm's llama reads only a top-level rope_theta (else 10000); SmolLM2 uses 1e5 in transformers 5's rope_parameters
+    # mlx-lm's llama reads only a top-level rope_theta (default 1e4); SmolLM2 keeps 1e5 in rope_parameters
     assert model.args.rope_theta == smollm2[0].config.rope_parameters["rope_theta"]
     logits = model(mx.array(smollm2[2].numpy())).astype(mx.float32)
-    _check(torch.from_numpy(np.array(logits)), ref, "mlx")
+    _check(torch.from_numpy(np.array(logits)), expected, "mlx")

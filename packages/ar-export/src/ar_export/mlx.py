@@ -53,6 +53,11 @@ class MlxFormat(Writer):
 
     def finish_config(self, config: dict[str, Any], ctx: SaveContext) -> None:
         config["quantization"] = mlx_quantization(ctx)
+        rope = config.get("rope_parameters")
+        if isinstance(rope, dict) and "rope_theta" in rope:  # mlx-lm reads transformers 4's flat rope fields
+            config.setdefault("rope_theta", rope["rope_theta"])
+            if rope.get("rope_type", "default") != "default":
+                config.setdefault("rope_scaling", {k: v for k, v in rope.items() if k != "rope_theta"})
 
 
 class AutoRoundMlxFormat(MlxFormat):
