@@ -84,3 +84,14 @@ def test_model_free_from_the_shards(tmp_path):
     assert info["scheme_counts"]["int 4-bit g64 asym"] == 30 * 7 and info["quant_method"] == "auto-round"
     # the regular path's layout: 4 bits + an fp16 scale and a 4-bit zero point per 64 weights
     assert {r["bits_per_weight"] for r in info["layers"] if r["packing"] != "-"} == {4 + 16 / 64 + 4 / 64}
+
+
+def test_convert_and_every_list(quantized, tmp_path):
+    dst = tmp_path / "converted"
+    proc = ar("convert", str(quantized), str(dst))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    before, after = (json.loads(ar("inspect", str(p), "--json").stdout) for p in (quantized, dst))
+    assert after["scheme_counts"] == before["scheme_counts"] and after["quant_method"] == "auto-round"
+    for what, expected in (("schemes", "W4A16"), ("backends", "torch"), ("recipes", "light")):
+        proc = ar("list", what)
+        assert proc.returncode == 0 and expected in proc.stdout, proc.stderr[-2000:]
