@@ -100,21 +100,23 @@ class AutoRoundFormat(Writer):
                     f"a multiple of group_size {qt.scheme.group_size} for MX/NV FP layers")
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
-        g = global_scheme(ctx)
-        qc: dict[str, Any] = {**scheme_entry(g), "quant_method": "auto-round", "autoround_version": AUTOROUND_VERSION,
-                              "block_name_to_quantize": ",".join(blocks(ctx)) or None}
-        fmt = packing_format(ctx.quantized)
-        if fmt is not None:
-            qc["packing_format"] = fmt
-        kind = scheme_kind(g)
-        if kind.startswith("fp8"):
-            qc["fmt"] = "e4m3"
-            qc["activation_scheme"] = "static" if kind == "fp8_static" else "dynamic"
-        extra = differing_layers(ctx)
-        if extra:
-            qc["extra_config"] = extra
-        qc.update(run_knobs(ctx))
-        return {k: v for k, v in qc.items() if v is not None}
+        kind = scheme_kind(global_scheme(ctx))
+        fp8 = {"fmt": "e4m3", "activation_scheme": "static" if kind == "fp8_static" else "dynamic"} \
+            if kind.startswith("fp8") else {}
+        return auto_round_config(ctx, packing_format(ctx.quantized), **fp8)
+
+
+def auto_round_config(ctx: SaveContext, packing: str | None, **fields: Any) -> dict[str, Any]:
+    """The `quant_method: auto-round` quantization_config: global scheme, packing_format, block list, the `fields`
+    given, extra_config for layers that differ, and the run's tuning knobs (None values dropped)."""
+    qc: dict[str, Any] = {**scheme_entry(global_scheme(ctx)), "quant_method": "auto-round",
+                          "autoround_version": AUTOROUND_VERSION, "packing_format": packing,
+                          "block_name_to_quantize": ",".join(blocks(ctx)) or None, **fields}
+    extra = differing_layers(ctx)
+    if extra:
+        qc["extra_config"] = extra
+    qc.update(run_knobs(ctx))
+    return {k: v for k, v in qc.items() if v is not None}
 
 
 FORMAT = AutoRoundFormat()

@@ -14,9 +14,9 @@ import torch
 from ar_core.qtensor import QuantizedTensor
 
 from . import layouts
-from .auto_round import AUTOROUND_VERSION
+from .auto_round import auto_round_config
 from .checkpoint import SaveContext, Writer, require
-from .qconfig import blocks, differing_layers, global_scheme, run_knobs, scheme_entry
+from .qconfig import global_scheme
 
 MLX_GROUPS = (32, 64, 128)
 
@@ -66,14 +66,7 @@ class AutoRoundMlxFormat(MlxFormat):
     name = "auto_round:mlx"
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
-        qc: dict[str, Any] = {"quant_method": "auto-round", "packing_format": "mlx",
-                              **scheme_entry(global_scheme(ctx)), "autoround_version": AUTOROUND_VERSION,
-                              "block_name_to_quantize": ",".join(blocks(ctx)) or None}
-        extra = differing_layers(ctx)
-        if extra:
-            qc["extra_config"] = extra
-        qc.update(run_knobs(ctx))
-        return {k: v for k, v in qc.items() if v is not None}
+        return auto_round_config(ctx, "mlx")
 
 
 FORMAT = MlxFormat()

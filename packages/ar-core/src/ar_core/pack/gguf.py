@@ -25,6 +25,11 @@ def _f16(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float32).astype(np.float16).reshape(-1)
 
 
+def _f16_at(blocks: np.ndarray, offset: int) -> np.ndarray:
+    """The fp16 field stored at byte `offset` of every block row, as a 1-D float16 array."""
+    return blocks[:, offset:offset + 2].copy().view(np.float16).reshape(-1)
+
+
 def _bytes(x: np.ndarray, n: int) -> np.ndarray:
     return np.ascontiguousarray(x).view(np.uint8).reshape(n, -1)
 
@@ -152,7 +157,7 @@ class Q4_0(_Legacy):
 
     @classmethod
     def unpack(cls, blocks):
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1), "q": _unnibbles(blocks[:, 2:], 1)}
+        return {"d": _f16_at(blocks, 0), "q": _unnibbles(blocks[:, 2:], 1)}
 
 
 class Q4_1(_Legacy):
@@ -168,8 +173,8 @@ class Q4_1(_Legacy):
 
     @classmethod
     def unpack(cls, blocks):
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1),
-                "m": blocks[:, 2:4].copy().view(np.float16).reshape(-1), "q": _unnibbles(blocks[:, 4:], 1)}
+        return {"d": _f16_at(blocks, 0),
+                "m": _f16_at(blocks, 2), "q": _unnibbles(blocks[:, 4:], 1)}
 
 
 def _highbits32(q: np.ndarray) -> np.ndarray:
@@ -194,7 +199,7 @@ class Q5_0(_Legacy):
 
     @classmethod
     def unpack(cls, blocks):
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1), "q": _unpack5(blocks[:, 2:6], blocks[:, 6:])}
+        return {"d": _f16_at(blocks, 0), "q": _unpack5(blocks[:, 2:6], blocks[:, 6:])}
 
 
 class Q5_1(_Legacy):
@@ -211,8 +216,8 @@ class Q5_1(_Legacy):
 
     @classmethod
     def unpack(cls, blocks):
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1),
-                "m": blocks[:, 2:4].copy().view(np.float16).reshape(-1), "q": _unpack5(blocks[:, 4:8], blocks[:, 8:])}
+        return {"d": _f16_at(blocks, 0),
+                "m": _f16_at(blocks, 2), "q": _unpack5(blocks[:, 4:8], blocks[:, 8:])}
 
 
 class Q8_0(_Legacy):
@@ -229,7 +234,7 @@ class Q8_0(_Legacy):
     @classmethod
     def unpack(cls, blocks):
         q = (blocks[:, 2:].copy().view(np.int8).astype(np.int16) + 128).astype(np.uint8)
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1), "q": q}
+        return {"d": _f16_at(blocks, 0), "q": q}
 
     @classmethod
     def dequantize_fields(cls, f):
@@ -288,8 +293,8 @@ class Q2_K(KQuant):
     def unpack(cls, blocks):
         s = blocks[:, :16]
         return {"sc": s & 0x0F, "mn": s >> 4, "q": _uncrumbs(blocks[:, 16:80], 2),
-                "d": blocks[:, 80:82].copy().view(np.float16).reshape(-1),
-                "dmin": blocks[:, 82:84].copy().view(np.float16).reshape(-1)}
+                "d": _f16_at(blocks, 80),
+                "dmin": _f16_at(blocks, 82)}
 
     @classmethod
     def dequantize_fields(cls, f):
@@ -319,7 +324,7 @@ class Q3_K(KQuant):
         hi = ((blocks[:, 104:108].reshape(n, 1, 4) >> np.array([0, 2, 4, 6], np.uint8).reshape(1, 4, 1)) & 3)
         sc = (low | (hi.reshape(n, 16) << 4)).astype(np.int16) - 32
         q = _uncrumbs(blocks[:, 32:96], 2) | (_unbitplane(blocks[:, :32], QK_K) << 2)
-        return {"q": q, "sc": sc.astype(np.int8), "d": blocks[:, 108:110].copy().view(np.float16).reshape(-1)}
+        return {"q": q, "sc": sc.astype(np.int8), "d": _f16_at(blocks, 108)}
 
     @classmethod
     def dequantize_fields(cls, f):
@@ -340,8 +345,8 @@ class Q4_K(KQuant):
     @classmethod
     def unpack(cls, blocks):
         sc, mn = _unpack_scale_min_k4(blocks[:, 4:16])
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1),
-                "dmin": blocks[:, 2:4].copy().view(np.float16).reshape(-1), "sc": sc, "mn": mn,
+        return {"d": _f16_at(blocks, 0),
+                "dmin": _f16_at(blocks, 2), "sc": sc, "mn": mn,
                 "q": _unnibbles(blocks[:, 16:], 4)}
 
     @classmethod
@@ -366,8 +371,8 @@ class Q5_K(KQuant):
     def unpack(cls, blocks):
         sc, mn = _unpack_scale_min_k4(blocks[:, 4:16])
         q = _unnibbles(blocks[:, 48:], 4) | (_unbitplane(blocks[:, 16:48], QK_K) << 4)
-        return {"d": blocks[:, :2].copy().view(np.float16).reshape(-1),
-                "dmin": blocks[:, 2:4].copy().view(np.float16).reshape(-1), "sc": sc, "mn": mn, "q": q}
+        return {"d": _f16_at(blocks, 0),
+                "dmin": _f16_at(blocks, 2), "sc": sc, "mn": mn, "q": q}
 
     @classmethod
     def dequantize_fields(cls, f):
@@ -391,7 +396,7 @@ class Q6_K(KQuant):
     def unpack(cls, blocks):
         q = _unnibbles(blocks[:, :128], 2) | (_uncrumbs(blocks[:, 128:192], 2) << 4)
         return {"q": q, "sc": blocks[:, 192:208].copy().view(np.int8),
-                "d": blocks[:, 208:210].copy().view(np.float16).reshape(-1)}
+                "d": _f16_at(blocks, 208)}
 
     @classmethod
     def dequantize_fields(cls, f):
