@@ -1,4 +1,5 @@
-"""AWQ and rotation on SmolLM2-135M (fp32): wiki-test perplexity of W4G64 RTN, AWQ+RTN and rotation+RTN."""
+"""AWQ and rotation on SmolLM2-135M (fp32): wiki-test perplexity of W4G64 RTN, AWQ+RTN and rotation+RTN; AWQ
+beats plain RTN at W4G64 and W3G64."""
 
 import copy
 import math
@@ -39,20 +40,20 @@ def _ppl(model, windows):
     return math.exp(nll.item())
 
 
-def _rtn(model):
+def _rtn(model, scheme=SCHEME):
     for b in find_blocks(model):
         layers = find_linears(get_module(model, b))
-        rtn_layers(layers, {n: SCHEME for n in layers})
+        rtn_layers(layers, {n: scheme for n in layers})
     return model
 
 
-def _awq(model, calib):
+def _awq(model, calib, scheme=SCHEME):
     blocks = find_blocks(model)
     inputs = capture_block_inputs(model, blocks, calib)
     hidden = inputs.hidden
     for i, name in enumerate(blocks):
         block = get_module(model, name)
-        schemes = {n: SCHEME for n in find_linears(block)}
+        schemes = {n: scheme for n in find_linears(block)}
         awq_block(block, hidden, lambda idx, i=i: inputs.kwargs(i, idx), schemes, n_grid=8, batch_size=2)
         hidden = forward_all(block, inputs, i, hidden, batch_size=2)
     return model
@@ -74,3 +75,13 @@ def test_smollm2_w4g64_rtn_awq_rotation_perplexity(smollm):
     assert abs(rot_fp / fp - 1) < 0.005
     assert abs(awq_fp / fp - 1) < 0.005
     assert fp < rtn < 2 * fp and awq < 2 * fp and rot < 2 * fp
+    assert awq < rtn
+
+
+def test_smollm2_w3g64_awq_beats_rtn(smollm):
+    model, evals, calib = smollm
+    w3 = QuantScheme(bits=3, group_size=64)
+    rtn = _ppl(_rtn(copy.deepcopy(model), w3), evals)
+    awq = _ppl(_rtn(_awq(copy.deepcopy(model), calib, w3), w3), evals)
+    print(f"\nSmolLM2-135M wiki-test ppl ({WINDOWS}x{WINDOW} tokens): W3G64 RTN {rtn:.3f}  AWQ+RTN {awq:.3f}")
+    assert awq < 0.9 * rtn

@@ -150,3 +150,22 @@ def test_signround_tunes_through_the_online_rotation():
         err = (run_block(block, inputs.hidden, inputs.kwargs(0, slice(None))) - ref).pow(2).mean().item()
     assert err == pytest.approx(result.loss_after, rel=0.05)
     assert err < 1e-2 * ref.pow(2).mean().item()
+
+
+def test_rotated_rtn_error_matches_the_rotated_basis():
+    from ar_algos.rotation.select import rtn_error
+
+    g = torch.Generator().manual_seed(2)
+    w, x = torch.randn(8, 64, generator=g), torch.randn(100, 64, generator=g)
+    scheme, r = QuantScheme(bits=3, group_size=32), hadamard_matrix(32).float()
+    big = torch.block_diag(r, r)
+    wr, xr = w @ big, x @ big  # the rotated layer: weights W R, inputs x R
+    direct = ((wr - rtn_layers({"l": _linear(wr)}, {"l": scheme})["l"].dequantize()) @ xr.T).pow(2).sum()
+    assert rtn_error(w, scheme, x.T @ x, r) == pytest.approx(direct.item(), rel=1e-3)
+
+
+def _linear(weight):
+    layer = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+    return layer

@@ -1,4 +1,10 @@
-"""Real model: SmolLM2-135M at W2G32, whole model, short budget. Held-out perplexity SignRound < opt-RTN < RTN."""
+"""Real model: SmolLM2-135M at W2G32, W4G32 and W3G32, whole model, short budget (8 samples x 128 tokens,
+SignRound 15 iterations). Held-out perplexity: SignRound < opt-RTN < RTN at every bit width.
+
+With this budget SignRound alone, starting from the plain-RTN ranges, cannot catch up with opt-RTN at W4/W3
+(measured: W4G32 RTN 32.2, opt-RTN 30.0, tuned-only SignRound 33.1); SignRound therefore also scores the
+optimized-RTN solution per block on its evaluation set and keeps whichever reconstructs the block better.
+"""
 
 import copy
 import math
@@ -10,6 +16,9 @@ from ar_algos import AutoRound
 
 pytestmark = pytest.mark.slow
 
+# scheme -> held-out windows of 256 tokens (W2's gaps are wide; at W4 opt-RTN's lead needs 2048 tokens to be stable)
+WINDOWS = {"W2G32": 2, "W4G32": 8, "W3G32": 8}
+
 
 @pytest.fixture(scope="module")
 def smollm2():
@@ -18,7 +27,7 @@ def smollm2():
     from ar_core.corpora import corpus_text
 
     model, tok = resolve_model("smollm2-135m", dtype="float32")
-    held_out = tok(corpus_text("wiki", "test")[:100_000], return_tensors="pt")["input_ids"][:, :512].reshape(2, 256)
+    held_out = tok(corpus_text("wiki", "test")[:100_000], return_tensors="pt")["input_ids"][:, :2048].reshape(8, 256)
     calib = get_calibration_data(tok, "wiki", nsamples=8, seqlen=128)
     return model, tok, held_out, calib
 
@@ -28,14 +37,17 @@ def _ppl(model, ids):
         return math.exp(model(input_ids=ids, labels=ids).loss.item())
 
 
-def test_signround_beats_opt_rtn_beats_rtn_at_w2g32(smollm2):
+@pytest.mark.parametrize("scheme", list(WINDOWS))
+def test_signround_beats_opt_rtn_beats_rtn(smollm2, scheme):
     base, tok, held_out, calib = smollm2
+    held_out = held_out[:WINDOWS[scheme]]
     ppl = {}
     for name, knobs in [("rtn", dict(recipe="rtn")), ("opt-rtn", dict(recipe="opt-rtn")),
                         ("signround", dict(iters=15))]:
         model = copy.deepcopy(base)
-        AutoRound(model, tok, scheme="W2G32", dataset=calib, nsamples=8, seqlen=128, batch_size=4,
+        AutoRound(model, tok, scheme=scheme, dataset=calib, nsamples=8, seqlen=128, batch_size=4,
                   verbose=False, **knobs).quantize()
         ppl[name] = _ppl(model, held_out)
     fp = _ppl(base, held_out)
-    assert fp < ppl["signround"] < ppl["opt-rtn"] < ppl["rtn"], (fp, ppl)
+    assert fp < ppl["opt-rtn"] < ppl["rtn"], (fp, ppl)
+    assert fp < ppl["signround"] < ppl["opt-rtn"], (fp, ppl)

@@ -70,8 +70,8 @@ def test_ignore_entry_ending_in_digit_does_not_hit_layer_10():
 
 
 def test_ignore_digit_entry_still_matches_at_end_of_name():
-    layers = [LayerInfo("m.layers.0.mlp.fc1", 64, 64), LayerInfo("m.layers.0.mlp.fc10", 64, 64),
-              LayerInfo("m.layers.0.mlp.fc2", 64, 64)]
+    layers = [LayerInfo("m.layers.0.mlp.fc1", 128, 128), LayerInfo("m.layers.0.mlp.fc10", 128, 128),
+              LayerInfo("m.layers.0.mlp.fc2", 128, 128)]
     plan = resolve_plan(layers, "W4A16", ignore_layers=["fc1"])
     assert [n for n in plan.entries if plan.entries[n].source == "ignore"] == ["m.layers.0.mlp.fc1"]
 
@@ -264,7 +264,7 @@ def test_gguf_falls_back_to_bf16_when_32_does_not_divide():
     plan = resolve_plan(layers, "gguf:q2_k_s")
     a = plan.entries["m.layers.0.a"]
     assert not a.scheme.is_quantized
-    assert "256" in a.reason and "q5_0" in a.reason and "bf16" in a.reason
+    assert "256" in a.reason and "q4_0" in a.reason and "bf16" in a.reason  # llama.cpp: q2_k rows -> q4_0
     assert plan.entries["m.layers.0.b"].scheme == gguf_scheme("q2_k_s")
     legacy = resolve_plan([LayerInfo("m.layers.0.a", 48, 64), LayerInfo("m.layers.0.b", 64, 64)], "gguf:q4_0")
     assert legacy.quantized() == ["m.layers.0.b"]

@@ -33,7 +33,7 @@ def test_gqa_and_expert_rules():
 
 @pytest.mark.parametrize("mix,layer,expected", [
     ("q4_k_m", 0, "q6_k"), ("q4_k_m", 4, "q4_k"), ("q3_k_m", 1, "q5_k"), ("q3_k_m", 2, "q4_k"),
-    ("q3_k_l", 9, "q5_k"), ("q4_k_s", 3, "q5_k"), ("q4_k_s", 4, "q4_k"), ("q2_k_s", 0, "q2_k"),
+    ("q3_k_l", 9, "q5_k"), ("q4_k_s", 3, "q5_k"), ("q4_k_s", 4, "q4_k"), ("q2_k_s", 3, "q4_k"), ("q2_k_s", 4, "q2_k"),
 ])
 def test_ffn_down_rules(mix, layer, expected):
     assert tensor_type(mix, f"blk.{layer}.ffn_down.weight", 11008, 32) == expected
@@ -52,7 +52,9 @@ def test_output_and_embedding():
 
 def test_row_fallbacks():
     assert fallback("q4_k", 576) == "q5_0"
-    assert fallback("q2_k", 576) == "q5_0"
+    assert fallback("q2_k", 576) == "q4_0"  # as llama.cpp (llama-cpp-python 0.3.36) does
+    assert fallback("q3_k", 576) == "q4_0"
+    assert fallback("q5_k", 576) == "q5_1"
     assert fallback("q6_k", 576) == "q8_0"
     assert fallback("q4_k", 50) == "bf16"
     assert fallback("q4_0", 48) == "bf16"

@@ -1,5 +1,6 @@
 """End to end: LLaVA from the real SmolLM2 + a random CLIP tower -> text-only quantization of the language tower ->
-auto_round export with the processor -> reload by transformers with the auto-round package -> generate from a photo."""
+auto_round export with the processor -> reload by transformers with the auto-round package, and by ar_kernels.load
+-> generate from a photo."""
 
 import json
 
@@ -72,3 +73,13 @@ def test_smol_llava_quantize_export_reload_generate(tmp_path):
     generated = reloaded.generate(**re_inputs, max_new_tokens=10, do_sample=False)
     answer = tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert answer.strip(), answer
+
+    import ar_kernels  # our own loader builds the same LLaVA with QuantLinear language layers
+
+    ours = ar_kernels.load(out, dtype=torch.float32)
+    assert len(ours.ar_backends) == 30 * 7
+    assert all(n.startswith("model.language_model.layers.") for n in ours.ar_backends)
+    with torch.no_grad():
+        our_logits = ours(**re_inputs).logits
+    assert torch.allclose(our_logits, q_logits, atol=1e-2, rtol=1e-2), float((our_logits - q_logits).abs().max())
+    assert ours.generate(**re_inputs, max_new_tokens=10, do_sample=False).shape[1] > inputs["input_ids"].shape[1]

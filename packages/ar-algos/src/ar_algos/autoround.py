@@ -11,36 +11,27 @@ import torch
 from torch import nn
 
 from ar_core.errors import ArError, field_error
+from ar_core.io import atomic_output_dir, check_output_dir
 from ar_core.presets import parse_scheme
 from ar_core.qtensor import QuantizedTensor
 from ar_core.registry import FORMATS
 
 from .autoscheme import AutoScheme
-from .blocks import find_blocks, find_lm_head, select_blocks
+from .blocks import find_blocks, find_linears, find_lm_head, get_module, select_blocks
 from .capture import ready_samples
 from .checkpoint import WorkDir, digest, model_digest
 from .config import make_config
-from .driver import Job, quantize_blocks
+from .driver import Job, block_groups, quantize_blocks
 from .moe import unfuse_experts
+from .placement import check_layers, parse_device_map
 from .plan import build_plan
 from .progress import Progress
+from .rotation.spec import apply_rotation, needs_data, needs_online, parse_rotation
 from .run_info import run_info
 
 MODEL_FREE_FORMAT = "auto_round"
 # algorithm= values -> the knobs they set (AWQ + plain RTN, the reference's AWQ; AWQ + SignRound).
 ALGORITHM_KNOBS = {"awq": dict(awq=True, iters=0, disable_opt_rtn=True), "awq,signround": dict(awq=True)}
-
-
-def _device(device: Any) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device if not isinstance(device, int) else f"cuda:{device}")
-    except (RuntimeError, TypeError):
-        raise field_error(ArError, "device", device, "None/'auto', 'cpu', 'cuda', 'cuda:N' or a GPU index")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise field_error(ArError, "device", device, "'cpu' (no CUDA device is available)")
-    return dev
 
 
 def algorithm_knobs(algorithm: Any, iters: int | None, knobs: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +63,15 @@ def parse_formats(format: str | list[str]) -> list[str]:
     return [n.strip().lower() for n in names]
 
 
+def gguf_mix_of(names: list[str]) -> tuple[list[str], str | None]:
+    """Split 'gguf:q4_k_m' style names: (names with the plain 'gguf', the 'GGUF:Q4_K_M' preset or None)."""
+    mixes = {n.split(":", 1)[1] for n in names if n.startswith("gguf:")}
+    if len(mixes) > 1:
+        raise field_error(ArError, "format", ",".join(names), "at most one gguf:<mix> per run")
+    plain = [n.split(":", 1)[0] if n.startswith("gguf:") else n for n in names]
+    return plain, f"GGUF:{mixes.pop().upper()}" if mixes else None
+
+
 class AutoRound:
     """Quantize `model` (a model object or a name/path for `ar_algos.models.resolve_model`).
 
@@ -91,22 +91,37 @@ class AutoRound:
     dynamic_max_gap, enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the
     reference's meaning.
     device: where each block is processed (default CUDA when available); the model itself stays where it is.
+    device_map: spreads the linears of the block being tuned over several devices instead: "0,1", a list of
+    devices, "auto" (every GPU), or a dict {layer name (or its last parts, e.g. "mlp.down_proj"): device} (the
+    rest of the block on `device`); see `ar_algos.placement`. nblocks: tune that many consecutive blocks jointly
+    (loss on the output of the last one).
+    rotation: None, 'hadamard', 'random' or a spec (`ar_algos.rotation.spec`): Hadamard rotations applied before
+    quantizing; online ones are saved as rotation_config for `ar_kernels.load` (auto_round format only).
     work_dir / resume: see `quantize`. Plain RTN of a local model directory runs in model-free mode in
-    `quantize_and_save` (see there; disable_model_free=True opts out). Bad values raise ArError here, before any work.
+    `quantize_and_save` (see there; disable_model_free=True opts out). trust_remote_code=True lets a model given by
+    name run its own Python code (off by default). Bad values raise ArError here, before any work.
     """
 
     def __init__(self, model: nn.Module | str, tokenizer: Any = None, scheme: Any = "W4A16", bits: int | None = None,
                  group_size: Any = None, sym: bool | None = None, data_type: str | None = None,
                  layer_config: dict | None = None, ignore_layers: Any = None, quant_lm_head: bool = False,
                  dataset: Any = None, recipe: str | None = None, iters: int | None = None, device: Any = None,
+                 device_map: Any = None,
                  work_dir: str | Path | None = None, resume: bool = True, verbose: bool = True,
                  block_names: Any = None, to_quant_block_names: Any = None, samples: list[dict] | None = None,
-                 disable_model_free: bool = False, algorithm: str | None = None, **knobs: Any):
+                 disable_model_free: bool = False, algorithm: str | None = None, trust_remote_code: bool = False,
+                 rotation: Any = None,
+                 **knobs: Any):
         self.cfg = make_config(recipe, **algorithm_knobs(algorithm, iters, knobs))
         self.search = scheme if isinstance(scheme, AutoScheme) else None
+        self.rotation, self.rotation_config = parse_rotation(rotation), None
+        if self.cfg.awq and needs_online(self.rotation):  # AWQ would scale activations before the online rotation
+            raise field_error(ArError, "rotation", rotation, "None or a foldable rotation ('r1', 'r1r2') with AWQ")
         base = self.search.options[0].scheme if self.search else scheme
         self.scheme = parse_scheme(base, bits=bits, group_size=group_size, sym=sym, data_type=data_type)
-        for name, value in (("quant_lm_head", quant_lm_head), ("disable_model_free", disable_model_free)):
+        self.trust_remote_code = trust_remote_code
+        for name, value in (("quant_lm_head", quant_lm_head), ("disable_model_free", disable_model_free),
+                            ("trust_remote_code", trust_remote_code)):
             if not isinstance(value, bool):
                 raise field_error(ArError, name, value, "True or False")
         if not isinstance(resume, bool):
@@ -114,7 +129,10 @@ class AutoRound:
         if block_names is not None and to_quant_block_names is not None:
             raise field_error(ArError, "to_quant_block_names", to_quant_block_names, "None when block_names is given "
                               "(they are the same option)")
-        self.device = _device(device)
+        self.device_map = parse_device_map(device_map, device)
+        self.device = self.device_map.main
+        if self.cfg.awq and len(self.device_map.devices) > 1:
+            raise field_error(ArError, "device_map", device_map, "one device with AWQ")
         self.tokenizer = tokenizer
         self.dataset = dataset
         self.samples = ready_samples(samples) if samples is not None else None
@@ -135,7 +153,7 @@ class AutoRound:
         from .model_free import supported
         from .model_free.source import INDEX, SINGLE
 
-        plain = not self.cfg.calibrated and self.search is None and supported(self.scheme)
+        plain = not self.cfg.calibrated and self.search is None and self.rotation is None and supported(self.scheme)
         untouched = self.tokenizer is None and self.samples is None and self._block_arg is None
         if disable or not plain or not untouched or not isinstance(model, (str, os.PathLike)):
             return None
@@ -148,7 +166,7 @@ class AutoRound:
         if isinstance(model, (str, os.PathLike)):
             from .models import resolve_model
 
-            model, loaded_tokenizer = resolve_model(model)
+            model, loaded_tokenizer = resolve_model(model, trust_remote_code=self.trust_remote_code)
             self.tokenizer = self.tokenizer or loaded_tokenizer
         if not isinstance(model, nn.Module):
             raise field_error(ArError, "model", type(model).__name__, "a torch nn.Module or a model name/path")
@@ -156,7 +174,14 @@ class AutoRound:
         unfuse_experts(self.model)
         self.block_names = find_blocks(model) if self._block_arg is None else select_blocks(model, self._block_arg)
         self.lm_head = find_lm_head(self.model, self.block_names)
+        if self.device_map.layers:
+            check_layers(self.device_map, [f"{b}.{n}" for b in self.block_names
+                                           for n in find_linears(get_module(self.model, b))])
         no_data = self.dataset is None and self.tokenizer is None and self.samples is None
+        if needs_data(self.rotation) and no_data:
+            raise field_error(ArError, "tokenizer", None, "a tokenizer (rotation margin "
+                              f"{self.rotation['margin']} picks layers on calibration text), or dataset= / samples=, "
+                              "or a rotation without margin such as 'block'")
         if (self.cfg.calibrated or self.search is not None) and no_data:
             name = f"{'awq + ' * self.cfg.awq}{self.cfg.algorithm}"
             raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {name!r} "
@@ -167,12 +192,21 @@ class AutoRound:
                                                                   dataset=self.dataset, **self._layer_args)
             self.autoscheme_report = self.search.report
         self.plan = self._plan(None)
+        if self.rotation is not None and not needs_data(self.rotation):
+            self._rotate(None)
+            self.plan = self._plan(None)  # R1 unties a tied LM head
+
+    def _rotate(self, samples: list[dict] | None) -> None:
+        """Apply the rotation (after the plan: block mode follows its group sizes) and keep its rotation_config."""
+        schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
+        self.rotation_config = apply_rotation(self.model, self.rotation, schemes, self.block_names, samples,
+                                              self.cfg.batch_size)
 
     def _plan(self, format: str | None):
         return build_plan(self.model, self.block_names, self.lm_head, self.scheme, format=format, **self._layer_args)
 
     def _samples(self) -> list[dict] | None:
-        if not self.cfg.calibrated:
+        if not self.cfg.calibrated and not needs_data(self.rotation):
             return None
         if self.samples is not None:
             return self.samples
@@ -189,7 +223,7 @@ class AutoRound:
         data = digest(*(x for s in samples for k in sorted(s) if isinstance(s[k], torch.Tensor)
                         for x in (k, s[k]))) if samples else "none"
         return {"model": model_digest(self.model), "plan": digest(self.plan.to_json()), "data": data,
-                "knobs": digest(sorted(self.cfg.to_dict().items()))}
+                "knobs": digest(sorted(self.cfg.to_dict().items())), "rotation": digest(self.rotation)}
 
     def quantize(self, work_dir: str | Path | None = None) -> tuple[nn.Module, dict[str, QuantizedTensor]]:
         """Quantize every planned layer; returns (the model holding QDQ weights, layer name -> QuantizedTensor).
@@ -203,12 +237,15 @@ class AutoRound:
         if self.model is None:
             self._load(str(self.model_free_dir))
         samples = self._samples()
+        if needs_data(self.rotation) and self.rotation_config is None:
+            self._rotate(samples)
         schemes = {n: e.scheme for n, e in self.plan.entries.items() if e.scheme.is_quantized}
         path = work_dir or self.work_dir
         work = WorkDir(path, self._fingerprint(samples), self.resume) if path and not self.cfg.awq else None
         self._work = work
-        progress = Progress(len(self.block_names), enabled=self.verbose)
-        job = Job(self.model, self.block_names, schemes, self.lm_head, samples, self.cfg, self.device)
+        progress = Progress(len(block_groups(self.block_names, self.cfg.nblocks)), enabled=self.verbose)
+        job = Job(self.model, self.block_names, schemes, self.lm_head, samples, self.cfg, self.device,
+                  self.device_map)
         deterministic = torch.are_deterministic_algorithms_enabled()
         if self.cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
@@ -226,31 +263,49 @@ class AutoRound:
 
     def _formats(self, format: str | list[str]) -> list[Any]:
         """Look the formats up and let each check the plan's schemes (raises ArError before any quantization)."""
-        formats = [FORMATS.get(name) for name in parse_formats(format)]
+        requested, mix = gguf_mix_of(parse_formats(format))
+        if mix is not None and self.scheme != parse_scheme(mix):
+            asked = self.scheme.gguf or "not GGUF"
+            raise field_error(ArError, "format", format, f"a format matching the scheme ({asked}); use "
+                              f"scheme={mix!r} or format='gguf'")
+        formats = [FORMATS.get(name) for name in requested]
+        names = [fmt.name for fmt in formats]
+        if len(set(names)) < len(names):
+            raise field_error(ArError, "format", ",".join(requested), "each format once (they write into "
+                              f"output_dir/<format>: {', '.join(names)})")
         schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
         for fmt in formats:
             fmt.check(schemes)
+            if needs_online(self.rotation) and not getattr(fmt, "carries_rotation", False):
+                raise field_error(ArError, "format", fmt.name, "a format that records online rotations (auto_round) "
+                                  f"with rotation mode {self.rotation['mode']!r}, or a foldable rotation "
+                                  "('r1', 'r1r2')")
         return formats
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
-                       inplace: bool = True, processor: Any = None) -> list[Path]:
+                       inplace: bool = True, processor: Any = None, overwrite: bool = False) -> list[Path]:
         """Write the quantized model in each format (one format: `output_dir`; several: `output_dir/<format>`).
 
         `processor` (a multimodal model's processor) is saved with the tokenizer by the formats that hold one.
+        `output_dir` appears complete or not at all; an existing one is an error unless `overwrite`.
         """
         if self.records is None:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
         formats = self._formats(format)
         model = self.model if inplace else copy.deepcopy(self.model)
-        info = run_info(self.cfg, self.dataset if self.samples is None else None)
-        paths = []
-        for fmt in formats:
-            target = Path(output_dir) if len(formats) == 1 else Path(output_dir) / fmt.name
-            paths.append(fmt.save(target, model, self.records, tokenizer=self.tokenizer, processor=processor,
-                                  run_info=info, source_dir=self._source_dir(), overwrite=True))
-        return paths
+        extra = {"rotation_config": self.rotation_config} if self.rotation_config else {}
+        if self.scheme.gguf and any(fmt.name == "gguf" for fmt in formats):
+            extra["gguf"] = self.scheme.gguf  # the mix asked for, even where every tensor fell back to another type
+        info = run_info(self.cfg, self.dataset if self.samples is None else None, **extra)
+        save = dict(tokenizer=self.tokenizer, processor=processor, run_info=info, source_dir=self._source_dir())
+        if len(formats) == 1:
+            return [formats[0].save(Path(output_dir), model, self.records, overwrite=overwrite, **save)]
+        with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:  # all formats, or none
+            for fmt in formats:
+                fmt.save(tmp / fmt.name, model, self.records, **save)
+        return [Path(output_dir) / fmt.name for fmt in formats]
 
-    def _run_model_free(self, output_dir: str | Path, names: list[str]) -> Path | None:
+    def _run_model_free(self, output_dir: str | Path, names: list[str], overwrite: bool) -> Path | None:
         """Quantize straight from the files when this run can (see `quantize_and_save`); None when it cannot."""
         from .model_free import fits_model_free, quantize_model_free
 
@@ -259,11 +314,12 @@ class AutoRound:
         args = dict(scheme=self.scheme, format=MODEL_FREE_FORMAT, **self._layer_args)
         if not fits_model_free(self.model_free_dir, **args):
             return None
-        return quantize_model_free(self.model_free_dir, output_dir, overwrite=True, **args).path
+        return quantize_model_free(self.model_free_dir, output_dir, overwrite=overwrite, **args).path
 
-    def quantize_and_save(self, output_dir: str | Path = "tmp_autoround",
-                          format: str | list[str] = "auto_round") -> tuple[nn.Module | None, list[Path]]:
-        """Check the formats, quantize (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up.
+    def quantize_and_save(self, output_dir: str | Path = "tmp_autoround", format: str | list[str] = "auto_round",
+                          overwrite: bool = False) -> tuple[nn.Module | None, list[Path]]:
+        """Check the formats and `output_dir` (an existing one is an error unless `overwrite`), quantize
+        (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up.
 
         Model-free routing (the reference's): plain RTN (iters=0, disable_opt_rtn=True) of a local model directory
         into the auto_round format, with every layer's scheme one that model-free mode supports, is done straight
@@ -271,7 +327,11 @@ class AutoRound:
         model is then None.
         """
         names = parse_formats(format)
-        path = self._run_model_free(output_dir, names)
+        mix = gguf_mix_of(names)[1]
+        if mix is not None and self.records is None and self.scheme.gguf is None and self.search is None:
+            self.scheme = parse_scheme(mix)  # the reference's format="gguf:q4_k_m" picks the GGUF scheme
+        check_output_dir(output_dir, overwrite)
+        path = self._run_model_free(output_dir, names, overwrite)
         if path is not None:
             return None, [path]
         if self.model is None:
@@ -281,7 +341,7 @@ class AutoRound:
         self._formats(names)
         work_dir = self.work_dir or Path(str(Path(output_dir)).rstrip("/") + ".work")
         self.quantize(work_dir)
-        paths = self.save_quantized(output_dir, names)
+        paths = self.save_quantized(output_dir, names, overwrite=overwrite)
         if self._work is not None:
             self._work.remove()
         return self.model, paths

@@ -18,6 +18,7 @@ from torch import nn
 from ar_core.errors import DataError, field_error
 
 from .blocks import get_module, set_module
+from .placement import module_device
 
 _DROP = ("past_key_values", "past_key_value", "layer_past")  # caches: the blocks run without them
 
@@ -60,6 +61,16 @@ class BlockInputs:
 
         return BlockInputs(move(self.hidden), move(self.mask), [move_all(d) for d in self.shared],
                            [move_all(d) for d in self.per_sample])
+
+    def grouped(self, size: int) -> "BlockInputs":
+        """A view for groups of `size` consecutive blocks (see BlockGroup): group g's arguments are those of its
+        blocks, named "j.<argument>" for its j-th block."""
+        def merge(dicts: list[dict[str, Any]], start: int) -> dict[str, Any]:
+            return {f"{j}.{k}": v for j, d in enumerate(dicts[start:start + size]) for k, v in d.items()}
+
+        starts = range(0, len(self.shared), size)
+        return BlockInputs(self.hidden, self.mask, [merge(self.shared, s) for s in starts],
+                           [merge(self.per_sample, s) for s in starts])
 
 
 def _map(v: Any, fn: Callable[[torch.Tensor], Any]) -> Any:
@@ -230,10 +241,21 @@ def run_block(block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any]) ->
     return out[0] if isinstance(out, (tuple, list)) else out
 
 
+class BlockGroup(nn.ModuleList):
+    """Consecutive blocks run as one (`nblocks`): block j takes the keyword arguments named "j.<argument>\"."""
+
+    def forward(self, hidden: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        """The hidden-state output of the last block."""
+        for j, block in enumerate(self):
+            prefix = f"{j}."
+            hidden = run_block(block, hidden, {k[len(prefix):]: v for k, v in kwargs.items() if k.startswith(prefix)})
+        return hidden
+
+
 def forward_all(block: nn.Module, inputs: BlockInputs, index: int, hidden: torch.Tensor,
                 batch_size: int, out_device: torch.device | str | None = None) -> torch.Tensor:
     """Outputs of block `index` for every sample of `hidden` ([N, L, H]), in micro-batches, without gradients."""
-    dev = next(block.parameters()).device
+    dev = module_device(block)
     outs = []
     with torch.no_grad():
         for start in range(0, hidden.shape[0], batch_size):

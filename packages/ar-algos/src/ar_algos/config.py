@@ -29,6 +29,7 @@ class TuneConfig:
     seqlen: int = 2048
     batch_size: int = 8
     gradient_accumulate_steps: int = 1
+    nblocks: int = 1
     enable_minmax_tuning: bool = True
     enable_quanted_input: bool = True
     not_use_best_mse: bool = False
@@ -85,7 +86,7 @@ def _bool(name: str, value: Any) -> None:
 def validate(cfg: TuneConfig) -> TuneConfig:
     """Raise ArError naming the first bad knob of `cfg`; returns `cfg`."""
     _int("iters", cfg.iters, 0)
-    for name in ("nsamples", "seqlen", "batch_size", "gradient_accumulate_steps"):
+    for name in ("nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "nblocks"):
         _int(name, getattr(cfg, name), 1)
     _int("seed", cfg.seed, 0)
     _int("awq_n_grid", cfg.awq_n_grid, 2)
@@ -98,6 +99,8 @@ def validate(cfg: TuneConfig) -> TuneConfig:
         v = getattr(cfg, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 1):
             raise field_error(ArError, name, v, "None (automatic) or a number in (0, 1]")
+    if cfg.awq and cfg.nblocks > 1:
+        raise field_error(ArError, "nblocks", cfg.nblocks, "1 with AWQ (its scales are searched block by block)")
     for f in dataclasses.fields(cfg):
         if f.type == "bool":
             _bool(f.name, getattr(cfg, f.name))

@@ -20,9 +20,10 @@ from ar_core.scheme import QuantScheme
 
 from .blocks import find_linears, get_module, weight_of, write_weight
 from .awq import awq_block
-from .capture import BlockInputs, capture_block_inputs, capture_head_inputs, forward_all, kwargs_to
+from .capture import BlockGroup, BlockInputs, capture_block_inputs, capture_head_inputs, forward_all, kwargs_to
 from .checkpoint import WorkDir
 from .config import TuneConfig
+from .placement import DeviceMap, module_device, placed
 from .progress import Progress, fmt_loss
 from .rtn import collect_imatrix, rtn_layers
 from .signround import BlockResult, masked_mse, signround_block
@@ -30,7 +31,8 @@ from .signround import BlockResult, masked_mse, signround_block
 
 @dataclass
 class Job:
-    """What to quantize: the model, its blocks, the quantized layers' schemes (full names), head and data."""
+    """What to quantize: the model, its blocks, the quantized layers' schemes (full names), head and data; where
+    (the main device, and a device map that may spread a block's linears over several devices)."""
 
     model: nn.Module
     block_names: list[str]
@@ -39,11 +41,25 @@ class Job:
     samples: list[dict] | None
     cfg: TuneConfig
     device: torch.device
+    device_map: DeviceMap | None = None
 
 
-def _local(schemes: dict[str, QuantScheme], prefix: str) -> dict[str, QuantScheme]:
-    p = prefix + "."
-    return {n[len(p):]: s for n, s in schemes.items() if n.startswith(p)}
+def block_groups(block_names: list[str], nblocks: int) -> list[list[str]]:
+    """The blocks tuned together: runs of `nblocks` consecutive blocks (the last run may be shorter)."""
+    return [block_names[i:i + nblocks] for i in range(0, len(block_names), nblocks)]
+
+
+def _unit(model: nn.Module, names: list[str], grouped: bool) -> tuple[nn.Module, dict[str, str]]:
+    """The module tuned as one (a block, or a BlockGroup of `names`) and its layer names -> full model names."""
+    if not grouped:
+        block = get_module(model, names[0])
+        return block, {n: f"{names[0]}.{n}" if n else names[0] for n in find_linears(block)}
+    group = BlockGroup([get_module(model, n) for n in names])
+    full = {}
+    for local in find_linears(group):
+        j, _, rest = local.partition(".")
+        full[local] = f"{names[int(j)]}.{rest}"
+    return group, full
 
 
 def _prefixed(records: dict[str, QuantizedTensor], prefix: str) -> dict[str, QuantizedTensor]:
@@ -57,8 +73,14 @@ def _apply(model: nn.Module, records: dict[str, QuantizedTensor]) -> None:
 
 
 def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[str, QuantizedTensor]:
-    """Quantize every block of `job.model` in order, then the layers outside the blocks; returns all records."""
+    """Quantize every block of `job.model` in order (`cfg.nblocks` consecutive blocks at a time, tuned jointly on
+    the output of the last), then the layers outside the blocks; returns all records.
+
+    Checkpoints (`work`) and progress lines count these groups of blocks."""
     cfg, model = job.cfg, job.model
+    dmap = job.device_map or DeviceMap(job.device)
+    groups = block_groups(job.block_names, cfg.nblocks)
+    grouped = cfg.nblocks > 1
     records: dict[str, QuantizedTensor] = {}
     start = work.done if work else 0
     for i in range(start):
@@ -66,25 +88,24 @@ def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[
         _apply(model, block_records)
         records.update(block_records)
     if start:
-        progress.note(f"resuming at block {start + 1}/{len(job.block_names)} from {work.path}")
+        progress.note(f"resuming at block {start + 1}/{len(groups)} from {work.path}")
     inputs, q, fp = None, None, None
     if cfg.calibrated:
         inputs = capture_block_inputs(model, job.block_names, job.samples)
-        cache_dev = "cpu" if cfg.low_gpu_mem_usage else job.device
+        cache_dev = "cpu" if cfg.low_gpu_mem_usage else dmap.main
         inputs = inputs.to(cache_dev)
+        inputs = inputs.grouped(cfg.nblocks) if grouped else inputs
         q = fp = inputs.hidden
         if start:
             chain = work.load_chain()
             q, fp = chain["q"].to(cache_dev), chain["fp"].to(cache_dev)
-    for i in range(start, len(job.block_names)):
+    for i in range(start, len(groups)):
         tick = time.perf_counter()
-        prefix = job.block_names[i]
-        block = get_module(model, prefix)
-        home = next(block.parameters()).device
-        block.to(job.device)
-        result, q, fp = _quantize_block(block, i, _local(job.schemes, prefix), inputs, q, fp, cfg)
-        block.to(home)
-        block_records = _prefixed(result.records, prefix)
+        unit, full = _unit(model, groups[i], grouped)
+        local = {n: job.schemes[f] for n, f in full.items() if f in job.schemes}
+        with placed(unit, dmap, full):
+            result, q, fp = _quantize_block(unit, i, local, inputs, q, fp, cfg)
+        block_records = {full[n]: r for n, r in result.records.items()}
         records.update(block_records)
         if work:
             work.save_block(i, block_records, {"q": q, "fp": fp} if q is not None else {})
@@ -101,7 +122,7 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
         return BlockResult(rtn_layers(layers, schemes)), None, None
     bs = cfg.batch_size
     if cfg.awq:
-        dev = next(block.parameters()).device
+        dev = module_device(block)
         awq_block(block, fp, lambda idx: kwargs_to(inputs.kwargs(index, idx), dev), schemes, n_grid=cfg.awq_n_grid,
                   duo_scaling=cfg.awq_duo_scaling, clip=cfg.awq_clip, batch_size=bs, mask=inputs.mask)
     if cfg.algorithm != "signround":  # opt-RTN, or plain RTN after AWQ

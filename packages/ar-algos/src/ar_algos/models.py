@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ar_core.errors import CheckpointError, field_error
+from ar_core.io import open_safetensors
 
 from .data.sources import hub_offline
 
@@ -154,13 +155,17 @@ def embedded_model_path(name: str) -> Path:
 
 
 def check_model_dir(path: Path) -> Path:
-    """Raise CheckpointError unless `path` is a model directory with config.json and tokenizer files."""
+    """Raise CheckpointError unless `path` is a model directory with config.json, tokenizer files and readable
+    safetensors files (their headers and lengths are checked, the tensors are not read)."""
     if not path.is_dir():
         raise CheckpointError(f"model path {str(path)!r} is not a directory")
     if not (path / "config.json").is_file():
         raise CheckpointError(f"model directory {str(path)!r} has no config.json")
     if not any((path / f).is_file() for f in TOKENIZER_FILES):
         raise CheckpointError(f"model directory {str(path)!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    for file in sorted(path.glob("*.safetensors")):
+        with open_safetensors(file):
+            pass
     return path
 
 

@@ -14,9 +14,10 @@ from .config import TuneConfig
 # knob -> its default (what the reference drops); lr and minmax_lr are compared with the automatic 1/iters.
 DEFAULTS: dict[str, Any] = {"iters": 200, "nsamples": 128, "seqlen": 2048, "batch_size": 8,
                             "gradient_accumulate_steps": 1, "enable_minmax_tuning": True,
-                            "enable_quanted_input": True, "low_gpu_mem_usage": False, "amp": True}
+                            "enable_quanted_input": True, "low_gpu_mem_usage": False, "amp": True, "nblocks": 1}
 DEFAULT_DATASET = "NeelNanda/pile-10k"
-_TUNING_ONLY = ("lr", "minmax_lr", "batch_size", "gradient_accumulate_steps", "enable_minmax_tuning", "amp")
+_TUNING_ONLY = ("lr", "minmax_lr", "batch_size", "gradient_accumulate_steps", "enable_minmax_tuning", "amp",
+                "nblocks")
 _DATA_ONLY = ("nsamples", "seqlen", "enable_quanted_input", "low_gpu_mem_usage", "dataset")
 
 

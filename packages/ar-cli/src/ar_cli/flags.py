@@ -28,9 +28,13 @@ def relaxed_json(text: str, flag: str) -> Any:
 
     A path to an existing .json file is read instead. Errors name `flag`.
     """
-    path = Path(text)
-    if text.endswith(".json") and path.is_file():
-        text = path.read_text()
+    if text.endswith(".json"):
+        try:
+            path = Path(text)
+            if path.is_file():
+                text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"{flag}: cannot read {text[:80]!r} as a UTF-8 .json file ({exc})") from None
     pos, out = 0, []
     while pos < len(text.rstrip()):
         m = _TOKEN.match(text, pos)
@@ -44,6 +48,8 @@ def relaxed_json(text: str, flag: str) -> Any:
         return json.loads("".join(out))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{flag}: {text!r} is not JSON ({exc.msg}); e.g. '{{k_proj:{{bits:8}}}}'") from None
+    except RecursionError:
+        raise UsageError(f"{flag}: nested too deeply to parse; e.g. '{{k_proj:{{bits:8}}}}'") from None
 
 
 def group_size(text: str) -> int | tuple[int, int]:

@@ -11,7 +11,8 @@ from .flags import UsageError
 
 # Flags (default None) that need a loaded model or calibration, so they mean nothing in model-free mode.
 NEEDS_MODEL = ("lr", "minmax_lr", "nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "adam", "seed",
-               "device_map", "low_gpu_mem_usage", "enable_torch_compile")
+               "device_map", "low_gpu_mem_usage", "enable_torch_compile", "rotation", "nblocks", "not_use_best_mse",
+               "dynamic_max_gap", "disable_minmax_tuning", "disable_quanted_input", "disable_amp", "deterministic")
 
 
 def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:
@@ -54,7 +55,8 @@ def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, 
     from ar_algos.model_free import quantize_model_free
 
     result = quantize_model_free(model_dir, out_dir, scheme=scheme, layer_config=layer_config,
-                                 ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt)
+                                 ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt,
+                                 overwrite=args.overwrite)
     print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
     print(f"saved {result.path}")
     return result.path

@@ -10,6 +10,7 @@ import inspect
 from pathlib import Path
 
 from ar_core.errors import ArError
+from ar_core.io import check_output_dir
 from ar_core.presets import parse_scheme
 from ar_core.registry import ALGORITHMS, FORMATS
 from ar_core.scheme import QuantScheme
@@ -23,14 +24,21 @@ RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
 # CLI flag -> AutoRound keyword, for the knobs passed straight through when set.
 PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsamples": "nsamples", "seqlen": "seqlen",
                 "batch_size": "batch_size", "gradient_accumulate_steps": "gradient_accumulate_steps",
+                "nblocks": "nblocks",
                 "dataset": "dataset", "low_gpu_mem_usage": "low_gpu_mem_usage",
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
-                "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free", "awq": "awq"}
+                "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free", "awq": "awq",
+                "not_use_best_mse": "not_use_best_mse", "dynamic_max_gap": "dynamic_max_gap",
+                "deterministic": "deterministic", "rotation": "rotation"}
+# CLI switch -> the AutoRound knob it turns off.
+SWITCHED_OFF = {"disable_minmax_tuning": "enable_minmax_tuning", "disable_quanted_input": "enable_quanted_input",
+                "disable_amp": "amp"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
 LM_HEAD_FORMATS = ("auto_round", "fake", "mlx", "gguf")
-TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps")
+TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps", "nblocks", "not_use_best_mse",
+               "dynamic_max_gap", "disable_minmax_tuning", "disable_amp")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -51,6 +59,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     main.add_argument("--format", default="auto_round",
                       help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (see `ar list formats`)")
     main.add_argument("--output_dir", default="./tmp_autoround", help="parent folder of the saved model")
+    main.add_argument("--overwrite", action="store_true", help="replace the saved model's folder when it exists")
+    main.add_argument("--trust_remote_code", action="store_true",
+                      help="let the model run its own Python code from its folder or hub repo (off by default)")
     main.add_argument("--mllm", action="store_true", help="a vision-language model: use ar-mllm's AutoRoundMLLM")
     main.add_argument("--iters", type=int, help="tuning steps per block (0 = RTN / optimized RTN)")
     main.add_argument("--nsamples", type=int, help="calibration samples")
@@ -71,6 +82,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--minmax_lr", type=float)
     tun.add_argument("--batch_size", "--bs", type=int)
     tun.add_argument("--gradient_accumulate_steps", type=int)
+    tun.add_argument("--nblocks", type=int, help="tune this many consecutive blocks jointly (default 1)")
+    tun.add_argument("--disable_minmax_tuning", action="store_true", default=None, help="keep the RTN ranges")
+    tun.add_argument("--disable_quanted_input", action="store_true", default=None,
+                     help="feed each block the full-precision chain instead of the quantized one")
+    tun.add_argument("--not_use_best_mse", action="store_true", default=None,
+                     help="keep the last step instead of the best one")
+    tun.add_argument("--dynamic_max_gap", type=int, help="stop a block after N steps without improvement")
+    tun.add_argument("--disable_amp", action="store_true", default=None, help="tune in the model dtype on CUDA")
+    tun.add_argument("--deterministic", action="store_true", default=None, help="deterministic torch algorithms")
     tun.add_argument("--dataset", help="calibration data: pile-10k, wiki, austen, pydoc or a local file")
     tun.add_argument("--algorithm", help="signround (tuning), opt-rtn, rtn, awq (AWQ + RTN) or awq,auto_round "
                                          "(AWQ + tuning); sets --iters accordingly")
@@ -78,8 +98,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--adam", "--enable_adam", action="store_true", default=None, help="Adam instead of sign-SGD")
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
     tun.add_argument("--seed", type=int)
+    tun.add_argument("--rotation", help="Hadamard rotation before quantizing: hadamard, random, block, block:64 "
+                                        "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; online ones "
+                                        "need --format auto_round")
     mem = p.add_argument_group("device and memory")
-    mem.add_argument("--device_map", help="'cpu', '0', '0,1', 'auto'")
+    mem.add_argument("--device_map", help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over "
+                                           "GPUs 0 and 1) or a layer->device dict like '{mlp.down_proj:1}'")
     mem.add_argument("--low_gpu_mem_usage", action="store_true", default=None)
     mem.add_argument("--enable_torch_compile", action="store_true", default=None)
     mix = p.add_argument_group("mixed bits and model-free")
@@ -200,14 +224,17 @@ def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: 
         kw["ignore_layers"] = args.ignore_layers
     if args.quant_lm_head:
         kw["quant_lm_head"] = True
+    if args.trust_remote_code:
+        kw["trust_remote_code"] = True
     for flag, key in PASS_THROUGH.items():
         value = getattr(args, flag)
         if value is not None:
             kw[key] = value
+    kw.update({key: False for flag, key in SWITCHED_OFF.items() if getattr(args, flag)})
     if args.device_map is not None:
-        kw["device"] = _device(args.device_map)
+        kw.update(_device_kwargs(args.device_map))
     accepted = set(inspect.signature(api).parameters) | knobs
-    flag_of = {v: k for k, v in PASS_THROUGH.items()}
+    flag_of = {v: k for k, v in {**PASS_THROUGH, **SWITCHED_OFF}.items()}
     for key in kw:
         if key not in accepted:
             raise UsageError(f"--{flag_of.get(key, key)} is not available yet (the quantization API has no "
@@ -215,11 +242,32 @@ def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: 
     return kw
 
 
+def _device_kwargs(device_map: str) -> dict:
+    """--device_map as AutoRound keywords: one device -> device= ('0' is GPU 0); several devices ('0,1'), 'auto'
+    or a relaxed-JSON {layer: device} dict -> device_map=, checked here (UsageError before any work; a single
+    device is checked by AutoRound)."""
+    from ar_algos.placement import parse_device_map
+
+    if device_map.lstrip().startswith("{"):
+        value = relaxed_json(device_map, "--device_map")
+        key = "device_map"
+    else:
+        key = "device_map" if "," in device_map or device_map == "auto" else "device"
+        value = int(device_map) if device_map.isdigit() else device_map
+    if key == "device_map":
+        try:
+            parse_device_map(value)
+        except ArError as exc:
+            raise UsageError(f"--device_map {device_map}: {exc}") from None
+    return {key: value}
+
+
 def _device(device_map: str) -> str | int:
-    """--device_map '0' -> GPU 0, 'cpu' / 'cuda' / 'auto' as is; several devices are not available yet."""
-    if "," in device_map:
-        raise UsageError(f"--device_map {device_map}: several devices are not available yet; give one")
-    return int(device_map) if device_map.isdigit() else device_map
+    """The main device of --device_map (where the AutoScheme scoring pass runs)."""
+    from ar_algos.placement import parse_device_map
+
+    kw = _device_kwargs(device_map)
+    return kw["device"] if "device" in kw else str(parse_device_map(kw["device_map"]).main)
 
 
 def output_name(model: str, s: QuantScheme) -> str:
@@ -271,6 +319,7 @@ def _model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]
         check_options(search.options)
         _, _, layer_config = search_layer_config(search, args, layer_config)
     out_dir = Path(args.output_dir) / _run_name(args, scheme)
+    check_output_dir(out_dir, args.overwrite)
     return [run_model_free(args, model_path(args.model), scheme, formats[0], out_dir, layer_config)]
 
 
@@ -295,11 +344,13 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
         knobs |= set(inspect.signature(AutoRound).parameters)
     kwargs = autoround_kwargs(args, scheme, api, knobs)
     model = args.model
+    out_dir = Path(args.output_dir) / _run_name(args, scheme)
+    check_output_dir(out_dir, args.overwrite)  # before the AutoScheme search and the model load
     if search is not None:
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))
-    out_dir = Path(args.output_dir) / _run_name(args, scheme)
-    _, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats))
+    _, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats),
+                                                      overwrite=args.overwrite)
     for path in paths:
         print(f"saved {path}")
     return paths

@@ -5,17 +5,20 @@
     # `out/model` now exists complete, or not at all
 
 A directory is built in a temporary sibling (`.<name>.tmp-*`) and renamed into place only when the block ends
-without an exception, so a crash never leaves a half-written directory under the final name.
+without an exception, so a crash never leaves a half-written directory under the final name (a sibling left by a
+killed process is removed by the next run writing that name).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
 import tempfile
 from contextlib import contextmanager
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -27,19 +30,57 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_NO_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
+    """The absolute `path` when a new output directory can be written there; CheckpointError naming the problem
+    (it exists and `overwrite` is False, a parent is a file, the nearest existing parent is not writable)."""
+    final = Path(path).absolute()
+    if final.exists() and not overwrite:
+        raise field_error(CheckpointError, "output_dir", str(path),
+                          "a path that does not exist yet (pass overwrite=True, or --overwrite, to replace it)")
+    parent = final.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise field_error(CheckpointError, "output_dir", str(path),
+                          f"a path under a directory, but {str(parent)!r} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise field_error(CheckpointError, "output_dir", str(path),
+                          f"a path you can write, but directory {str(parent)!r} is not writable")
+    return final
+
+
+def _write_error(exc: OSError, path: str | Path) -> CheckpointError | None:
+    """A CheckpointError saying that writing `path` ran out of space or was refused, or None for other errors."""
+    if exc.errno in _NO_SPACE:
+        why = "ran out of disk space"
+    elif exc.errno in _NO_WRITE:
+        why = "was refused (not writable)"
+    else:
+        return None
+    return CheckpointError(f"writing output_dir={str(path)!r} {why}: {exc}; nothing was left under that name. "
+                           "Free space or choose another output_dir, then rerun (a work directory resumes)")
+
+
 @contextmanager
 def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary sibling of `path`; on success rename it to `path` (replacing it only if `overwrite`).
 
-    Raises CheckpointError before any work when `path` exists and `overwrite` is False. On an exception the
-    temporary directory is removed and `path` is left as it was.
+    Raises CheckpointError before any work when `path` cannot be written (see `check_output_dir`). On an exception
+    the temporary directory is removed and `path` is left as it was; running out of space or permission becomes a
+    CheckpointError saying so.
     """
-    final = Path(path).absolute()
-    if final.exists() and not overwrite:
-        raise field_error(CheckpointError, "output_dir", str(path),
-                          "a path that does not exist yet (pass overwrite=True to replace it)")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    final = check_output_dir(path, overwrite)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(f".{glob_escape(final.name)}.tmp-*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise (_write_error(exc, path) or exc) from exc
     try:
         yield tmp
         if final.exists():
@@ -49,9 +90,26 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        clear = _write_error(exc, path) if isinstance(exc, OSError) else None
+        if clear is not None:
+            raise clear from exc
         raise
+
+
+def open_safetensors(path: str | Path):
+    """`safetensors.safe_open(path, framework="pt")`; CheckpointError naming the file when it is missing, truncated
+    or corrupt (its header or length does not check out)."""
+    from safetensors import SafetensorError, safe_open
+
+    if not Path(path).is_file():
+        raise CheckpointError(f"safetensors file {str(path)!r} is missing; re-download or re-save the checkpoint")
+    try:
+        return safe_open(str(path), framework="pt")
+    except SafetensorError as exc:
+        raise CheckpointError(f"safetensors file {str(path)!r} is truncated or corrupt ({exc}); re-download or "
+                              "re-save the checkpoint") from exc
 
 
 def parse_size(size: int | str) -> int:

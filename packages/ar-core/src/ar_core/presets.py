@@ -34,6 +34,8 @@ GGUF_TYPES: dict[str, tuple[int, int, bool, str, int | None, int | None]] = {
     "q5_k": (5, 32, False, "int_asym_dq", 6, 8),
     "q6_k": (6, 16, True, "int_sym_dq", 8, 16),
 }
+# llama.cpp's replacement for a k-quant when a row is not a multiple of 256 (as in llama-cpp-python 0.3.36).
+GGUF_ROW_FALLBACK: dict[str, str] = {"q2_k": "q4_0", "q3_k": "q4_0", "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0"}
 # llama.cpp mixes: the suffix only changes the per-tensor type mix at export time.
 GGUF_MIXES: dict[str, str] = {
     "q4_0": "q4_0", "q4_1": "q4_1", "q5_0": "q5_0", "q5_1": "q5_1", "q8_0": "q8_0",

@@ -28,6 +28,8 @@ def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"model {str(p)!r} does not exist")
+    if p.is_dir() and not (p / "config.json").is_file():
+        raise CheckpointError(f"model directory {str(p)!r} has no config.json")
     from transformers import AutoModelForCausalLM
 
     if p.suffix == ".gguf":
@@ -37,7 +39,11 @@ def load_model(path: str | Path, device: str = "cpu", dtype: torch.dtype = torch
 
         model = load(p, device=device, dtype=dtype)
     else:
-        model = AutoModelForCausalLM.from_pretrained(p, dtype=dtype)
+        from transformers import AutoConfig
+
+        from ar_kernels.loading.auto import model_class
+
+        model = model_class(AutoConfig.from_pretrained(p)).from_pretrained(p, dtype=dtype)
     return model.to(device).eval()
 
 

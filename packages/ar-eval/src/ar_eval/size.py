@@ -7,8 +7,6 @@ import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from ar_core.errors import CheckpointError
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".npz")
@@ -58,14 +56,13 @@ def tensor_bytes(path: Path) -> int:
 
 
 def meta_model(config_dir: str | Path):
-    """The unquantized CausalLM described by `config_dir`/config.json, built on the meta device (no memory)."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The unquantized CausalLM (or vision-language model) described by `config_dir`/config.json, built on the meta
+    device (no memory)."""
+    from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(config_dir)
-    if hasattr(cfg, "quantization_config"):
-        del cfg.quantization_config
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(cfg)
+    from ar_kernels.loading.load import meta_skeleton
+
+    return meta_skeleton(AutoConfig.from_pretrained(config_dir))
 
 
 def count_parameters(config_dir: str | Path) -> int:

@@ -16,13 +16,11 @@ import torch
 from torch import nn
 
 from ar_algos import AutoRound
-from ar_algos.blocks import find_lm_head
 from ar_algos.config import make_config
 from ar_core.errors import ArError, CheckpointError, field_error
 
 from .blocks import find_mllm_blocks, nontext_linears
 from .calib import MAX_IMAGE_TEXT_SEQLEN, image_text_dataset, image_text_samples, needs_image_data, prebuilt_samples
-from .inject import TEXT_KEYS, extra_inputs
 from .processors import get_processor
 from .templates import get_template
 
@@ -65,7 +63,8 @@ class AutoRoundMLLM:
                  recipe: str | None = None, iters: int | None = None, nsamples: int | None = None,
                  seqlen: int | None = None, seed: int | None = None, **kwargs: Any):
         if isinstance(model, (str, Path)):
-            model, loaded_tokenizer, loaded_processor = load_vlm(model)
+            trust = kwargs.get("trust_remote_code", False)
+            model, loaded_tokenizer, loaded_processor = load_vlm(model, trust_remote_code=trust)
             tokenizer, processor = tokenizer or loaded_tokenizer, processor or loaded_processor
         if not isinstance(model, nn.Module):
             raise field_error(ArError, "model", type(model).__name__, "a torch nn.Module or a model directory")
@@ -81,15 +80,13 @@ class AutoRoundMLLM:
         self.samples: list[dict[str, torch.Tensor]] | None = None
         if cfg.calibrated and needs_image_data(model_type, dataset, quant_nontext_module):
             self.samples = self._image_samples(dataset, extra_data_dir, cfg, model_type)
-            dataset = [{k: s[k] for k in TEXT_KEYS} for s in self.samples]
-            nsamples, seqlen = len(self.samples), self.samples[0]["input_ids"].shape[1]
+            dataset, nsamples, seqlen = None, len(self.samples), self.samples[0]["input_ids"].shape[1]
         layer_config = dict(layer_config or {})
         if quant_nontext_module:  # {} = the default scheme (with the bits/group_size/... overrides)
             layer_config.update({n: {} for n in nontext_linears(model) if n not in layer_config})
         self.autoround = AutoRound(model, self.tokenizer, scheme=scheme, layer_config=layer_config or None,
-                                   dataset=dataset, recipe=recipe, iters=iters, nsamples=nsamples, seqlen=seqlen,
-                                   seed=seed, **kwargs)
-        self._use_text_blocks()
+                                   dataset=dataset, samples=self.samples, block_names=self.block_lists[0],
+                                   recipe=recipe, iters=iters, nsamples=nsamples, seqlen=seqlen, seed=seed, **kwargs)
 
     def _image_samples(self, dataset: Any, extra_data_dir: Any, cfg, model_type: str | None) -> list[dict]:
         """Image-text calibration inputs: `dataset` as ready inputs, or conversations through the processor."""
@@ -102,30 +99,23 @@ class AutoRoundMLLM:
                                          min(cfg.seqlen, MAX_IMAGE_TEXT_SEQLEN), cfg.seed)
         return samples[:cfg.nsamples]
 
-    def _use_text_blocks(self) -> None:
-        """Point AutoRound at the language tower found here (its own discovery is for causal LMs)."""
-        ar = self.autoround
-        ar.block_names = self.block_lists[0]
-        ar.lm_head = find_lm_head(self.model, ar.block_names)
-        ar.plan = ar._plan(None)
-
     def quantize(self, work_dir: str | Path | None = None):
         """Quantize; returns (model with QDQ weights, layer name -> QuantizedTensor) like AutoRound.quantize."""
-        with extra_inputs(self.model, self.samples):
-            return self.autoround.quantize(work_dir)
+        return self.autoround.quantize(work_dir)
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
-                       inplace: bool = True) -> list[Path]:
+                       inplace: bool = True, overwrite: bool = False) -> list[Path]:
         """Write each format (see AutoRound.save_quantized), then the processor files and the ar template."""
-        paths = self.autoround.save_quantized(output_dir, format, inplace)
+        paths = self.autoround.save_quantized(output_dir, format, inplace, overwrite=overwrite)
         for path in paths:
             self.save_processor_files(path)
         return paths
 
-    def quantize_and_save(self, output_dir: str | Path = "tmp_autoround", format: str | list[str] = "auto_round"):
-        """Quantize and save in each format; returns (model, output paths)."""
-        with extra_inputs(self.model, self.samples):
-            model, paths = self.autoround.quantize_and_save(output_dir, format)
+    def quantize_and_save(self, output_dir: str | Path = "tmp_autoround", format: str | list[str] = "auto_round",
+                          overwrite: bool = False):
+        """Quantize and save in each format (an existing `output_dir` is an error unless `overwrite`); returns
+        (model, output paths)."""
+        model, paths = self.autoround.quantize_and_save(output_dir, format, overwrite)
         for path in paths:
             self.save_processor_files(path)
         return model, paths

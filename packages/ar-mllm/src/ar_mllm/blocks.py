@@ -76,5 +76,11 @@ def find_mllm_blocks(model: nn.Module, quant_nontext_module: bool = False) -> li
 
 
 def nontext_linears(model: nn.Module) -> list[str]:
-    """Names of the nn.Linear layers on the vision side (towers and projectors), in model order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear) and modality(name) == "vision"]
+    """Names of the nn.Linear layers on the vision side (towers and projectors), in model order.
+
+    The out_proj of an nn.MultiheadAttention (SigLIP's pooling head) is left out: torch reads its `.weight`
+    directly, so it cannot become a quantized layer.
+    """
+    inside_mha = {f"{name}.out_proj" for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and modality(name) == "vision" and name not in inside_mha]

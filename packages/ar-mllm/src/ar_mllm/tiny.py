@@ -1,7 +1,9 @@
-"""Tiny random vision-language models, a word-level tokenizer and a LLaVA processor, all built offline.
+"""Tiny random vision-language models, word-level tokenizers and their processors, all built offline.
 
 For tests and examples: every family of `FAMILIES` is built from transformers config classes with a 2-layer
-vision tower and a 2-layer (3 for mllama) text tower, vocabulary 256.
+vision tower and a 2-layer (3 for mllama) text tower, vocabulary 256. `tiny_preprocessing(family)` gives the
+tokenizer (with the family's special tokens and a chat template), processor and image processor that feed it, and
+`encode_image_prompt` turns a chat with one image into model inputs.
 """
 
 from __future__ import annotations
@@ -84,16 +86,20 @@ _WORDS = ("the a an of and to in is it that was he she for on with as his her at
           "family later turn move face door cut done group true leave").split()
 
 
-def tiny_tokenizer() -> tf.PreTrainedTokenizerFast:
-    """A word-level tokenizer: <pad>=0, <s>=1, </s>=2, <unk>=3, English words and punctuation (< 240), <image>=255."""
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+def tiny_tokenizer(specials: dict[str, int] | None = None, named: dict[str, str] | None = None,
+                   chat_template: str | None = None) -> tf.PreTrainedTokenizerFast:
+    """A word-level tokenizer: <pad>=0, <s>=1, </s>=2, <unk>=3, English words and punctuation (< 240), and the
+    special tokens `specials` (token -> id in 240..255; default {"<image>": 255}). `named` gives some of them
+    attribute names (e.g. {"boi_token": "<start_of_image>"} -> tokenizer.boi_token_id)."""
+    specials_at = {"<image>": IMAGE_TOKEN_ID} if specials is None else specials
+    base = ["<pad>", "<s>", "</s>", "<unk>"]
     punct = [".", ",", ":", "?", "!", "'", "\"", "-"]
-    # ids 240..254 stay free for the models' own special tokens (Qwen2-VL's image/video/vision-start ids)
-    words = [w for w in dict.fromkeys(_WORDS) if w.isalpha()][:240 - len(specials) - len(punct)]
-    vocab = {tok: i for i, tok in enumerate(specials + words + punct)}
-    vocab["<image>"] = IMAGE_TOKEN_ID
+    # ids 240..255 stay free for the models' own special tokens (Qwen2-VL's image/video/vision-start ids)
+    words = [w for w in dict.fromkeys(_WORDS) if w.isalpha()][:240 - len(base) - len(punct)]
+    vocab = {tok: i for i, tok in enumerate(base + words + punct)}
+    vocab.update(specials_at)
     added = [{"id": vocab[t], "content": t, "single_word": False, "lstrip": False, "rstrip": False,
-              "normalized": False, "special": True} for t in specials + ["<image>"]]
+              "normalized": False, "special": True} for t in base + list(specials_at)]
     spec = {"version": "1.0", "truncation": None, "padding": None, "added_tokens": added,
             "normalizer": {"type": "Lowercase"}, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None,
             "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
@@ -102,8 +108,9 @@ def tiny_tokenizer() -> tf.PreTrainedTokenizerFast:
         path = Path(tmp) / "tokenizer.json"
         path.write_text(json.dumps(spec))
         tok = tf.PreTrainedTokenizerFast(tokenizer_file=str(path), pad_token="<pad>", bos_token="<s>",
-                                         eos_token="</s>", unk_token="<unk>")
-    tok.add_special_tokens({"additional_special_tokens": ["<image>"]})
+                                         eos_token="</s>", unk_token="<unk>", extra_special_tokens=named or {},
+                                         chat_template=chat_template)
+    tok.add_special_tokens({"additional_special_tokens": list(specials_at)})
     return tok
 
 
@@ -112,3 +119,88 @@ def tiny_llava_processor(tokenizer: Any = None) -> tf.LlavaProcessor:
     images = tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return tf.LlavaProcessor(image_processor=images, tokenizer=tokenizer or tiny_tokenizer(), patch_size=8,
                              vision_feature_select_strategy="default", num_additional_image_tokens=1)
+
+
+# Per family: the special tokens at the ids the tiny configs use, and the text that stands for one image in a prompt.
+_QWEN_TOKENS = {"<|image_pad|>": 250, "<|video_pad|>": 251, "<|vision_start|>": 252, "<|vision_end|>": 253}
+_IDEFICS_TOKENS = {"<image>": IMAGE_TOKEN_ID, "<fake_token_around_image>": 254, "<global-img>": 253,
+                   "<end_of_utterance>": 252}
+_PROMPT_IMAGE = {"llava": ("<image>", {"<image>": IMAGE_TOKEN_ID}),
+                 "qwen2_vl": ("<|vision_start|><|image_pad|><|vision_end|>", _QWEN_TOKENS),
+                 "qwen2_5_vl": ("<|vision_start|><|image_pad|><|vision_end|>", _QWEN_TOKENS),
+                 "mllama": ("<|image|>", {"<|image|>": IMAGE_TOKEN_ID}),
+                 "gemma3": ("<start_of_image>", {"<image_soft_token>": IMAGE_TOKEN_ID, "<start_of_image>": 253,
+                                                 "<end_of_image>": 254}),
+                 "idefics3": ("<image>", _IDEFICS_TOKENS), "smolvlm": ("<image>", _IDEFICS_TOKENS),
+                 "mistral3": ("[IMG]", {"[IMG]": IMAGE_TOKEN_ID, "[IMG_BREAK]": 254, "[IMG_END]": 253})}
+
+
+def tiny_chat_template(image_text: str) -> str:
+    """A plain chat template: "role: text" lines, {"type": "image"} items rendered as `image_text`."""
+    return ("{% for message in messages %}{{ message['role'] }}: {% if message['content'] is string %}"
+            "{{ message['content'] }}{% else %}{% for item in message['content'] %}{% if item['type'] == 'image' %}"
+            + image_text + "{% else %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}\n{% endfor %}"
+            "{% if add_generation_prompt %}assistant: {% endif %}")
+
+
+def _image_processor(family: str) -> Any:
+    square = {"height": 32, "width": 32}
+    idefics = dict(do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
+    if family in ("qwen2_vl", "qwen2_5_vl"):
+        return tf.Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2)
+    if family == "mllama":
+        return tf.MllamaImageProcessorPil(size=square, max_image_tiles=1)
+    if family == "gemma3":
+        return tf.Gemma3ImageProcessorPil(size=square)
+    if family in ("idefics3", "smolvlm"):
+        return tf.Idefics3ImageProcessorPil(**idefics)
+    if family == "mistral3":
+        return tf.PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8)
+    return tiny_llava_processor().image_processor
+
+
+def tiny_preprocessing(family: str) -> tuple[Any, Any, Any]:
+    """(tokenizer with a chat template, HF processor or None, image processor) that feed `tiny_vlm(family)`.
+
+    The processor is None for Qwen2-VL, Qwen2.5-VL and Mistral-3: without torchvision transformers cannot build
+    their processors (Qwen2VLProcessor checks its video processor's class, PixtralProcessor requires torchvision);
+    SmolVLM uses Idefics3Processor, which writes the same prompt when images are not split.
+    """
+    image_text, specials = _PROMPT_IMAGE[family]
+    named = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"} \
+        if family == "gemma3" else None
+    tokenizer = tiny_tokenizer(specials, named, tiny_chat_template(image_text))
+    images = _image_processor(family)
+    template = tokenizer.chat_template
+    if family == "llava":
+        processor = tiny_llava_processor(tokenizer)
+        processor.chat_template = template
+    elif family == "gemma3":
+        processor = tf.Gemma3Processor(images, tokenizer, chat_template=template, image_seq_length=4)
+    elif family in ("idefics3", "smolvlm"):
+        processor = tf.Idefics3Processor(images, tokenizer, image_seq_len=4, chat_template=template)
+    elif family == "mllama":
+        processor = tf.MllamaProcessor(images, tokenizer, chat_template=template)
+    else:
+        processor = None
+    return tokenizer, processor, images
+
+
+def encode_image_prompt(family: str, tokenizer: Any, processor: Any, image_processor: Any,
+                        messages: list[dict], image: Any) -> dict[str, torch.Tensor]:
+    """Model inputs of `tiny_vlm(family)` for a chat with one image: through the processor when there is one,
+    else the chat template and image processor with the image tokens expanded here (Qwen2-VL, Mistral-3)."""
+    if processor is not None:
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return dict(processor(text=[text], images=[image], return_tensors="pt"))
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    pixels = dict(image_processor(images=[image], return_tensors="pt"))
+    if family == "mistral3":
+        rows, cols = (int(v) // 16 for v in pixels["image_sizes"][0])  # patch 8 x spatial merge 2
+        text = text.replace("[IMG]", "[IMG_BREAK]".join(["[IMG]" * cols] * rows) + "[IMG_END]", 1)
+    else:
+        text = text.replace("<|image_pad|>", "<|image_pad|>" * (int(pixels["image_grid_thw"][0].prod()) // 4), 1)
+    inputs = {**dict(tokenizer(text, return_tensors="pt")), **pixels}
+    if family != "mistral3":
+        inputs["mm_token_type_ids"] = (inputs["input_ids"] == _QWEN_TOKENS["<|image_pad|>"]).long()
+    return inputs

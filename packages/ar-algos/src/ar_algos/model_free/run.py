@@ -31,7 +31,7 @@ from .context import ShapeContext
 from .layers import Layout, describe
 from .output import copy_side_files, source_config, write_tensors
 from .source import Checkpoint, read_checkpoint
-from .worker import ShardTask, describe_layers, run_tasks, task_path
+from .worker import ShardTask, describe_layers, run_tasks, start_workers, task_path
 
 SUPPORTED = "int weight-only with bits 2/4/8 (sym or asym, any group size), MXFP4/MXFP8 (mx_fp, group 32) or 16-bit"
 ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
@@ -122,6 +122,8 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     start = time.perf_counter()
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise field_error(ArError, "workers", workers, "an int >= 1 (worker processes)")
+    if workers > 1:
+        start_workers()
     writer = FORMATS.get(format)
     ckpt, layout, plan = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
     _check_schemes(plan)

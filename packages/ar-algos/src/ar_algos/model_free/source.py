@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ar_core.errors import CheckpointError, field_error
+from ar_core.io import open_safetensors
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
@@ -52,8 +53,6 @@ class Checkpoint:
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Scan a directory holding config.json and model.safetensors (or shards plus their index)."""
-    from safetensors import safe_open
-
     root = Path(path)
     if not (root / "config.json").is_file():
         raise field_error(CheckpointError, "model", str(path), "a local directory holding config.json and "
@@ -71,7 +70,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         file = root / shard
         if not file.is_file():
             raise field_error(CheckpointError, "shard", str(file), "a shard listed in the index that exists")
-        with safe_open(str(file), framework="pt") as f:
+        with open_safetensors(file) as f:
             for name in f.keys():
                 s = f.get_slice(name)
                 tensors[name] = TensorMeta(name, shard, s.get_dtype(), tuple(s.get_shape()))

@@ -83,22 +83,38 @@ def quantize_shard(task: ShardTask) -> ShardResult:
     return result
 
 
-def _init_worker() -> None:
-    torch.set_num_threads(1)
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _forkserver_context():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")  # workers fork from a server that imported this module once
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
+def start_workers() -> None:
+    """Start the fork server now (it imports this package in the background), so its start-up overlaps with the
+    caller's planning instead of delaying the first task."""
+    from multiprocessing import forkserver
+
+    _forkserver_context()
+    forkserver.ensure_running()
 
 
 def run_tasks(tasks: list[ShardTask], workers: int) -> list[ShardResult]:
     """Run the tasks in this process (workers=1) or in a pool of `workers` processes (forked from a fresh server
-    process, never from this one, so no thread state is inherited)."""
+    process, never from this one, so no thread state is inherited). Each worker gets an equal share of this
+    process's torch threads (at least one), so together they use no more threads than this process would."""
     if workers <= 1 or len(tasks) <= 1:
         return [quantize_shard(t) for t in tasks]
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    ctx = multiprocessing.get_context("forkserver")  # workers fork from a server that imported this module once
-    ctx.set_forkserver_preload([__name__])
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                             initializer=_init_worker) as pool:
+    n = min(workers, len(tasks))
+    with ProcessPoolExecutor(max_workers=n, mp_context=_forkserver_context(), initializer=_init_worker,
+                             initargs=(max(torch.get_num_threads() // n, 1),)) as pool:
         return list(pool.map(quantize_shard, tasks))
 
 

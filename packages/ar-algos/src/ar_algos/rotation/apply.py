@@ -15,10 +15,9 @@ import torch
 from torch import nn
 
 from ar_core.errors import ArError, field_error
+from ar_core.rotation import attach_online, hadamard_matrix
 
 from ..blocks import find_blocks, find_linears, find_lm_head, get_module, has_tied_head
-from .hadamard import hadamard_matrix
-from .online import attach_online
 
 _ATTN = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj")
 _MLP = ("mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")

@@ -4,9 +4,15 @@ Every 32 values fill exactly `bits` words; value i of a chunk starts at bit i*bi
 is "32/bits values per word, first value in the least-significant bits"; for 3 bits it is the GPTQ 10/1/10/1/10
 word split; for 5/6 bits it is MLX's contiguous stream. Lengths are zero-padded to whole words: a multiple of
 32/bits values for 2/4/8 bits, of 32 values otherwise (so L*bits/32 words whenever 32 divides L).
+
+The stream is built a byte at a time with whole-tensor ops (8/bits codes per byte for 2/4/8 bits, 8 codes per
+`bits` bytes otherwise) and four bytes are read as one little-endian 32-bit word, so codes are never widened to
+int64 on the 2/4/8-bit path.
 """
 
 from __future__ import annotations
+
+import sys
 
 import torch
 
@@ -34,47 +40,76 @@ def packed_words(length: int, bits: int) -> int:
     return -(-length // unit) * unit * bits // WORD_BITS
 
 
+def _as_integers(values: torch.Tensor) -> torch.Tensor:
+    """Integer codes as given (float codes truncated to int64, as `.to(int64)` does), range not yet checked."""
+    return values.to(torch.int64) if values.is_floating_point() else values
+
+
+def _stream_bytes(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """[..., L] codes (L a multiple of 32) -> uint8 [..., L*bits/8]: the LSB-first stream, 8 bits per byte."""
+    lead, length = values.shape[:-1], values.shape[-1]
+    if 8 % bits == 0:  # 8/bits whole codes per byte, first in the low bits
+        codes = values.to(torch.uint8).reshape(*lead, length * bits // 8, 8 // bits)
+        out = codes[..., 0].clone(memory_format=torch.contiguous_format)
+        for slot in range(1, 8 // bits):
+            out |= codes[..., slot] << (slot * bits)
+        return out
+    # 8 codes fill exactly `bits` bytes: join them in one int64 (8*bits <= 48 bits), then cut it into bytes
+    codes = values.to(torch.int64).reshape(*lead, length // 8, 8)
+    joined = (codes << torch.arange(0, 8 * bits, bits, device=values.device)).sum(-1, keepdim=True)
+    cut = (joined >> torch.arange(0, 8 * bits, 8, device=values.device)) & 0xFF
+    return cut.to(torch.uint8).reshape(*lead, length * bits // 8)
+
+
+def _stream_codes(stream: torch.Tensor, bits: int) -> torch.Tensor:
+    """Inverse of `_stream_bytes`: uint8 [..., B] -> int64 codes [..., B*8/bits] (B a multiple of `bits`)."""
+    lead, nbytes = stream.shape[:-1], stream.shape[-1]
+    mask = (1 << bits) - 1
+    if 8 % bits == 0:
+        codes = (stream.unsqueeze(-1) >> torch.arange(0, 8, bits, dtype=torch.uint8, device=stream.device)) & mask
+        return codes.reshape(*lead, nbytes * 8 // bits).to(torch.int64)
+    groups = stream.to(torch.int64).reshape(*lead, nbytes // bits, bits)
+    joined = (groups << torch.arange(0, 8 * bits, 8, device=stream.device)).sum(-1, keepdim=True)
+    codes = (joined >> torch.arange(0, 8 * bits, bits, device=stream.device)) & mask
+    return codes.reshape(*lead, nbytes * 8 // bits)
+
+
+def _bytes_to_words(stream: torch.Tensor) -> torch.Tensor:
+    """uint8 [..., 4W] (byte j of a word holds its bits 8j..8j+7) -> int64 words [..., W] in [0, 2^32)."""
+    lead, nbytes = stream.shape[:-1], stream.shape[-1]
+    if sys.byteorder == "big":
+        stream = stream.reshape(*lead, nbytes // 4, 4).flip(-1).reshape(*lead, nbytes)
+    return stream.contiguous().view(torch.int32).to(torch.int64) & _U32
+
+
+def _words_to_bytes(words: torch.Tensor) -> torch.Tensor:
+    """Inverse of `_bytes_to_words`: int words [..., W] (any signedness) -> uint8 [..., 4W]."""
+    lead, count = words.shape[:-1], words.shape[-1]
+    stream = to_int32(words.to(torch.int64) & _U32).contiguous().view(torch.uint8)
+    if sys.byteorder == "big":
+        stream = stream.reshape(*lead, count, 4).flip(-1).reshape(*lead, 4 * count)
+    return stream
+
+
 def pack_last(values: torch.Tensor, bits: int) -> torch.Tensor:
     """Pack along the last dim ([..., L] -> int64 words [..., packed_words(L, bits)] in [0, 2^32))."""
-    values = values.to(torch.int64)
+    values = _as_integers(values)
     _check_range(values, bits)
     length = values.shape[-1]
     pad = -length % WORD_BITS
     if pad:
         values = torch.nn.functional.pad(values, (0, pad))
-    chunks = values.reshape(*values.shape[:-1], -1, WORD_BITS)
-    words = torch.zeros(*chunks.shape[:-1], bits, dtype=torch.int64, device=values.device)
-    for i in range(WORD_BITS):
-        word, shift = divmod(i * bits, WORD_BITS)
-        v = chunks[..., i]
-        words[..., word] |= (v << shift) & _U32
-        if shift + bits > WORD_BITS:
-            words[..., word + 1] |= v >> (WORD_BITS - shift)
-    return words.reshape(*values.shape[:-1], -1)[..., :packed_words(length, bits)]
+    return _bytes_to_words(_stream_bytes(values, bits))[..., :packed_words(length, bits)]
 
 
 def unpack_last(words: torch.Tensor, bits: int, length: int) -> torch.Tensor:
     """Inverse of `pack_last`: int words [..., W] (any signedness) -> int64 values [..., length]."""
-    words = words.to(torch.int64) & _U32
     stored = words.shape[-1] * WORD_BITS // bits
     if WORD_BITS % bits and words.shape[-1] % bits:
         raise field_error(ArError, "packed.shape[-1]", words.shape[-1], f"a multiple of bits={bits}")
-    pad = -words.shape[-1] % bits
-    if pad:
-        words = torch.nn.functional.pad(words, (0, pad))
-    chunks = words.reshape(*words.shape[:-1], -1, bits)
-    mask = (1 << bits) - 1
-    out = torch.empty(*chunks.shape[:-1], WORD_BITS, dtype=torch.int64, device=words.device)
-    for i in range(WORD_BITS):
-        word, shift = divmod(i * bits, WORD_BITS)
-        v = chunks[..., word] >> shift
-        if shift + bits > WORD_BITS:
-            v = v | (chunks[..., word + 1] << (WORD_BITS - shift))
-        out[..., i] = v & mask
-    out = out.reshape(*words.shape[:-1], -1)
     if length > stored:
         raise field_error(ArError, "length", length, f"at most {stored} values stored in these words")
-    return out[..., :length]
+    return _stream_codes(_words_to_bytes(words), bits)[..., :length]
 
 
 def to_int32(words: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ def resolve_plan(layers: list[LayerInfo], scheme: QuantScheme | str | Mapping[st
        the blocks stay 16-bit; layers inside get the default scheme.
     5. Shape rules (`shapes.shape_fallback`) replace what a layer cannot hold; each change is listed in
        `Plan.fallbacks` and source becomes "fallback". Members of a fused_group follow a member forced to 16-bit.
-    A scheme that none of the layers asking for it can hold raises LayerConfigError, as do (with strict=True)
+    A scheme that none of the layers asking for it can hold as asked (all fell back) raises LayerConfigError, as do (with strict=True)
     patterns matching no layer; with strict=False those patterns are listed in `Plan.unmatched`.
     """
     layers = _check_layers(layers)
@@ -232,7 +232,9 @@ def _follow_fused(layers: list[LayerInfo], plan: Plan) -> None:
 
 
 def _check_usable(requested: dict[str, LayerPlan], plan: Plan, strict: bool) -> None:
-    """Refuse a default scheme (or, when strict, a layer_config entry) that no layer asking for it can hold."""
+    """Refuse a default scheme (or, when strict, a layer_config entry) that no layer asking for it can hold as asked:
+    when every such layer fell back (to 16-bit, or to one group per channel for a group_size wider than it; GGUF
+    fallback types are llama.cpp's own rules and count as held)."""
     asks: dict[tuple[str, str | None], list[str]] = {}
     for n, want in requested.items():
         if want.source == "default" and want.scheme == plan.default and want.scheme.is_quantized:
@@ -240,13 +242,18 @@ def _check_usable(requested: dict[str, LayerPlan], plan: Plan, strict: bool) -> 
         elif want.source == "user" and want.scheme.is_quantized and strict:
             asks.setdefault(("user", want.pattern or n), []).append(n)
     for (source, key), members in asks.items():
-        if any(plan.entries[m].scheme.is_quantized for m in members):
+        if any(_held(plan.entries[m]) for m in members):
             continue
         what = "the default scheme" if source == "default" else f"layer_config[{key!r}]"
         raise LayerConfigError(
             f"{what} ({_describe(requested[members[0]].scheme)}) fits none of the {len(members)} layer(s) it applies "
             f"to, e.g. {members[0]}: {plan.entries[members[0]].reason}. Choose a group_size or data type their "
             "shapes can hold, or keep those layers 16-bit with ignore_layers.")
+
+
+def _held(entry: LayerPlan) -> bool:
+    """The layer holds what was asked: no fallback, or a GGUF fallback type (part of llama.cpp's mix rules)."""
+    return entry.source != "fallback" or (entry.scheme.is_quantized and entry.scheme.gguf is not None)
 
 
 def _describe(s: QuantScheme) -> str:

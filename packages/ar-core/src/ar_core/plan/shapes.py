@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..presets import gguf_scheme
+from ..presets import GGUF_ROW_FALLBACK, gguf_scheme
 from ..scheme import QuantScheme
 from .types import LayerInfo
 
@@ -49,7 +49,7 @@ def _gguf_fallback(n_in: int, s: QuantScheme) -> tuple[QuantScheme, str] | None:
     if s.super_group_size is not None and s.group_size > 0:
         block = s.group_size * s.super_group_size
         if n_in % block:
-            target = "q8_0" if s.bits == 6 else "q5_0"
+            target = GGUF_ROW_FALLBACK[f"q{s.bits}_k"]
             reasons.append(f"in_features={n_in} not a multiple of {block} ({name} super-block): {target}")
             s = gguf_scheme(target)
     if s.group_size > 0 and n_in % s.group_size:

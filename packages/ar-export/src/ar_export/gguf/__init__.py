@@ -1,4 +1,5 @@
-"""GGUF export (llama.cpp): `write_gguf(model, tokenizer, path, mix="q4_k_m", quantized=None, imatrix=None)`.
+"""GGUF export (llama.cpp): `write_gguf(model, tokenizer, path, mix="q4_k_m", quantized=None, imatrix=None)`;
+`read_tensors(path)` reads any GGUF file back for `dequantized_state_dict`.
 
 Needs the `gguf` package (`pip install 'ar-export[gguf]'`); importing this module without it raises ImportError,
 which the FORMATS registry turns into that install hint.
@@ -8,9 +9,10 @@ import gguf  # noqa: F401  (fail early with ImportError when the extra is not in
 
 from .format import FORMAT, GGUFFormat
 from .mix import check_mix, tensor_type, use_more_bits
+from .reader import read_tensors
 from .writer import (GGUFTensor, dequantized_state_dict, export_tensors, layer_schemes, layer_types, quantize_rows,
                      record_type, write_gguf, write_tensors)
 
 __all__ = ["FORMAT", "GGUFFormat", "GGUFTensor", "check_mix", "dequantized_state_dict", "export_tensors",
-           "layer_schemes", "layer_types", "quantize_rows", "record_type", "tensor_type", "use_more_bits", "write_gguf",
-           "write_tensors"]
+           "layer_schemes", "layer_types", "quantize_rows", "read_tensors", "record_type", "tensor_type",
+           "use_more_bits", "write_gguf", "write_tensors"]

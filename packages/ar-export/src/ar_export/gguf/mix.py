@@ -2,8 +2,9 @@
 
 The mix suffix (_s/_m/_l) only changes which tensors get more bits: output (and a tied embedding) -> q6_k;
 attn_v, attn_output, attn_qkv and ffn_down get upgrades on the "use more bits" layers (first and last eighth, and
-every third layer in between). A k-quant needs rows divisible by 256, otherwise it falls back to q5_0 (q2..q5_k)
-or q8_0 (q6_k), and to bf16 when even 32 does not divide.
+every third layer in between). A k-quant needs rows divisible by 256, otherwise it falls back as llama.cpp
+(llama-cpp-python 0.3.36) does: q2_k/q3_k -> q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0; any type falls back to
+bf16 when even 32 does not divide.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 
 from ar_core.errors import SchemeError, field_error
-from ar_core.presets import GGUF_MIXES
+from ar_core.presets import GGUF_MIXES, GGUF_ROW_FALLBACK
 
 K_TYPES = ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
 FILE_TYPES = {"q4_0": "MOSTLY_Q4_0", "q4_1": "MOSTLY_Q4_1", "q5_0": "MOSTLY_Q5_0", "q5_1": "MOSTLY_Q5_1",
@@ -51,6 +52,8 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
         if mix == "q4_k_s" and layer < 4:
             return "q5_k"
     elif role == "ffn_down":
+        if mix == "q2_k_s" and layer < n_layers // 8:
+            return "q4_k"
         if mix == "q3_k_m":
             return "q5_k" if layer < n_layers // 16 else "q4_k"
         if mix == "q3_k_l":
@@ -79,7 +82,7 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
 def fallback(qtype: str, row: int) -> str:
     """The type actually usable for rows of length `row` (k-quants need 256, legacy types 32)."""
     if qtype in K_TYPES and row % 256:
-        qtype = "q8_0" if qtype == "q6_k" else "q5_0"
+        qtype = GGUF_ROW_FALLBACK[qtype]
     if qtype not in ("f32", "f16", "bf16") and row % 32:
         return "bf16"
     return qtype

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-
 from ar_core.errors import CheckpointError
+from ar_core.io import open_safetensors
 
 
 class CheckpointReader:
@@ -30,7 +29,7 @@ class CheckpointReader:
         for f in files:
             if not (path / f).exists():
                 raise CheckpointError(f"checkpoint {str(path)!r}: shard {f!r} named by the index is missing")
-            handle = safe_open(str(path / f), framework="pt")
+            handle = open_safetensors(path / f)
             self._handles[f] = handle
             for key in handle.keys():
                 self._where[key] = f

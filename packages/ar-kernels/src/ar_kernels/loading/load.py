@@ -12,9 +12,11 @@ import torch
 from torch import nn
 
 from ar_core.errors import CheckpointError
+from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
 from . import compressed
+from .auto import from_config
 from .checkpoint import CheckpointReader
 from .plan import LayerPlan, plan_layers, quant_method
 
@@ -90,28 +92,25 @@ def find_blocks(model: nn.Module) -> list[str]:
 
 
 def _skeleton(config, dtype: torch.dtype, trust_remote_code: bool) -> nn.Module:
-    from transformers import AutoModelForCausalLM
-
     try:
         from transformers.initialization import no_init_weights
     except ImportError:
         no_init_weights = contextlib.nullcontext
     with no_init_weights():
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+        return from_config(config, dtype, trust_remote_code)
 
 
 def meta_skeleton(config, trust_remote_code: bool = False) -> nn.Module:
-    """The CausalLM of `config` on the meta device (no memory, no init; quantization_config dropped), in the
-    config's dtype (float32 when absent) -- enough to read layer names and shapes."""
-    from transformers import AutoModelForCausalLM
-
+    """The CausalLM (or vision-language model, see loading.auto) of `config` on the meta device (no memory, no
+    init; quantization_config dropped), in the config's dtype (float32 when absent) -- enough to read layer names
+    and shapes."""
     config = copy.deepcopy(config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     dtype = getattr(config, "dtype", None) or torch.float32
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config, dtype=dtype, trust_remote_code=trust_remote_code)
+        return from_config(config, dtype, trust_remote_code)
 
 
 def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out_features: int,
@@ -134,11 +133,13 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
 
 def load(path: str | Path, device: str | torch.device = "cpu", backend: str | None = None,
          dtype: torch.dtype | str | None = None, cache_weight: bool = False, trust_remote_code: bool = False):
-    """Load a quantized checkpoint directory into a transformers CausalLM whose Linear layers are QuantLinears.
+    """Load a quantized checkpoint directory into a transformers CausalLM (or vision-language model: the class is
+    picked from the config by `ar_kernels.loading.auto.model_class`) whose Linear layers are QuantLinears.
 
     device: "cpu", "cuda", ... or "auto"; backend: a backend name to force (default: best per layer); dtype:
     compute dtype of the model (default: the config's dtype, float32 when absent). `model.ar_backends` maps each
-    quantized layer to (backend, reason). Raises CheckpointError when config and tensors disagree.
+    quantized layer to (backend, reason). A `rotation_config` in the quantization config re-inserts the run's online
+    rotations (ar_core.rotation). Raises CheckpointError when config and tensors disagree.
     """
     from transformers import AutoConfig
 
@@ -155,6 +156,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     reader = CheckpointReader(path)
     plans, consumed = install_quantized_layers(model, reader, q, device, backend, dtype, cache_weight)
     _load_rest(model, reader, consumed, plans)
+    if q.get("rotation_config"):  # a rotated run: the online Hadamards its weights expect
+        restore_rotation(model, q["rotation_config"])
     log.info("loaded %s: %d quantized layers", path, len(model.ar_backends))
     return model.to(device).eval()
 

@@ -1,15 +1,21 @@
-"""Orthonormal Hadamard matrices of any order K * 2^m whose K has a Paley construction, and random rotations.
+"""Hadamard rotations shared by the quantizers (ar-algos) and the loaders (ar-kernels).
 
-Sylvester doubling gives every power of two. Paley I (prime p = 3 mod 4) gives order p + 1 (12, 20, 44, 60, ...);
-Paley II (prime q = 1 mod 4) gives order 2(q + 1) (28, 36, 76, ...). A Kronecker product combines them, so e.g.
-576 = 36 * 16 (SmolLM2's hidden size) and 4864 = 76 * 64 (Qwen2.5-0.5B's intermediate size) are covered.
+Orthonormal Hadamard matrices of any order K * 2^m whose K has a Paley construction: Sylvester doubling gives every
+power of two, Paley I (prime p = 3 mod 4) order p + 1 (12, 20, 44, 60, ...), Paley II (prime q = 1 mod 4) order
+2(q + 1) (28, 36, 76, ...); a Kronecker product combines them, so e.g. 576 = 36 * 16 (SmolLM2's hidden size) and
+4864 = 76 * 64 are covered. Online rotations: a layer whose weight absorbed W @ R must see x @ R at inference, so a
+small module run from a forward pre-hook rotates its input; `restore_rotation` rebuilds them from the
+`rotation_config` saved with a checkpoint.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Any
 
-from ar_core.errors import ArError, field_error
+import torch
+from torch import nn
+
+from .errors import ArError, field_error
 
 
 def _is_prime(n: int) -> bool:
@@ -89,3 +95,44 @@ def hadamard_matrix(n: int, random: bool = False, seed: int = 0) -> torch.Tensor
         signs = torch.randint(0, 2, (n,), generator=g, dtype=torch.float64) * 2 - 1
         h = signs[:, None] * h
     return h
+
+
+class OnlineHadamard(nn.Module):
+    """Multiplies the last dimension, in blocks of the matrix's order, by an orthonormal matrix (not saved in the
+    state dict: it is rebuilt from its size, random flag and seed)."""
+
+    def __init__(self, size: int, random: bool = False, seed: int = 0):
+        super().__init__()
+        self.size, self.random, self.seed = size, random, seed
+        self.register_buffer("matrix", hadamard_matrix(size, random, seed).float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        y = x.reshape(*shape[:-1], shape[-1] // self.size, self.size).to(self.matrix.dtype) @ self.matrix
+        return y.reshape(shape).to(x.dtype)
+
+
+def _rotate_input(module: nn.Module, args: tuple) -> tuple:
+    return (module.online_rotation(args[0]), *args[1:])
+
+
+def attach_online(layer: nn.Module, size: int, random: bool = False, seed: int = 0) -> OnlineHadamard:
+    """Make `layer` rotate its input by OnlineHadamard(size, random, seed) before its own forward."""
+    if hasattr(layer, "online_rotation"):
+        raise ArError(f"{type(layer).__name__} already has an online rotation (rotate a model only once)")
+    tensors = [*layer.parameters(), *layer.buffers()]
+    rot = OnlineHadamard(size, random, seed).to(tensors[0].device if tensors else "cpu")
+    layer.online_rotation = rot
+    layer.register_forward_pre_hook(_rotate_input)
+    return rot
+
+
+def restore_rotation(model: nn.Module, rotation_config: dict[str, Any]) -> int:
+    """Re-attach the online rotations described by `rotation_config["online"]` (for loaders of rotated
+    checkpoints: call it after the quantized layers are in place); returns how many layers got one."""
+    count = 0
+    for entry in rotation_config.get("online", []):
+        for name in entry["layers"]:
+            attach_online(model.get_submodule(name), entry["size"], entry["random"], entry["seed"])
+            count += 1
+    return count
