@@ -50,17 +50,11 @@ def test_signround_loss_decreases_and_beats_rtn():
 
 
 def test_signround_same_seed_is_bitwise_reproducible_and_seed_matters():
-    cfg = make_config(iters=6, nsamples=16, batch_size=4, disable_opt_rtn=True)  # the tuned iterate, never opt-RTN
+    cfg = make_config(iters=6, nsamples=16, batch_size=4)
     a, b, c = _run(cfg)[0], _run(cfg)[0], _run(cfg, seed=7)[0]
     assert all(torch.equal(a.records[n].codes, b.records[n].codes) and
                torch.equal(a.records[n].scale, b.records[n].scale) for n in a.records)
     assert any(not torch.equal(a.records[n].codes, c.records[n].codes) for n in a.records)
-
-
-def test_signround_block_never_ends_worse_than_optimized_rtn():
-    short = _run(make_config(iters=2, nsamples=16, batch_size=4))[0]
-    plain = _run(make_config(iters=2, nsamples=16, batch_size=4, disable_opt_rtn=True))[0]
-    assert short.loss_after <= plain.loss_after and short.loss_after <= short.loss_before
 
 
 @pytest.mark.parametrize("knobs", [dict(enable_adam=True), dict(enable_minmax_tuning=False),

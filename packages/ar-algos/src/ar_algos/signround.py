@@ -3,9 +3,7 @@ sign-gradient descent so the block's quantized output matches its full-precision
 
 Differences from the reference (cheap improvements): the candidates (RTN start, best-loss iterate, final iterate)
 are compared on one fixed evaluation set instead of on different random mini-batches, so the last step is judged
-too and the result is never worse than RTN on that set; unless disable_opt_rtn, the optimized-RTN solution
-(imatrix-weighted scale search, imatrix from the same evaluation samples) is a candidate too, so a block never ends
-worse than optimized RTN on that set (short budgets at 3-4 bits often cannot beat it); the weights are never wrapped (a functional call swaps in
+too and the result is never worse than RTN on that set; the weights are never wrapped (a functional call swaps in
 the fake-quantized weights); every random choice comes from (seed, block index), so a resumed run is identical.
 """
 
@@ -28,7 +26,6 @@ from .capture import kwargs_to
 from .config import TuneConfig
 from .placement import module_device
 from .records import record_to_cpu
-from .rtn import collect_imatrix
 
 EVAL_SAMPLES = 64  # samples of the fixed set the candidates are compared on
 LOSS_SCALE = 1000.0  # gradients are taken of loss * LOSS_SCALE (matters for Adam only)
@@ -119,18 +116,18 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         return {t.key: as_stored(t.layer, qdq(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta).to(dtype))
                 for t in tuned.values()}
 
-    def loss_on(idx: torch.Tensor, fixed: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def loss_on(idx: torch.Tensor) -> torch.Tensor:
         with autocast():
-            out = functional_call(block, fixed or weights(), (inputs[idx].to(dev),), kwargs_to(kwargs(idx), dev))
+            out = functional_call(block, weights(), (inputs[idx].to(dev),), kwargs_to(kwargs(idx), dev))
         out = out[0] if isinstance(out, (tuple, list)) else out
         return masked_mse(out, target(idx).to(dev), mask[idx])
 
     n = inputs.shape[0]
     eval_idx = torch.arange(min(n, EVAL_SAMPLES))
 
-    def eval_loss(fixed: dict[str, torch.Tensor] | None = None) -> float:
+    def eval_loss() -> float:
         with torch.no_grad():
-            parts = [loss_on(eval_idx[s:s + cfg.batch_size], fixed).item() * len(eval_idx[s:s + cfg.batch_size])
+            parts = [loss_on(eval_idx[s:s + cfg.batch_size]).item() * len(eval_idx[s:s + cfg.batch_size])
                      for s in range(0, len(eval_idx), cfg.batch_size)]
         return sum(parts) / len(eval_idx)
 
@@ -147,8 +144,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         p.requires_grad_(False)
     try:
         start = snapshot()
-        with collect_imatrix({n: layers[n] for n in schemes}) as imatrix:
-            loss_before = eval_loss()
+        loss_before = eval_loss()
         best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
         loss_last = eval_loss()
         if cfg.not_use_best_mse:
@@ -158,21 +154,14 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
             candidates = [(loss_last, last), (eval_loss(), best_state), (loss_before, start)]
             loss_after, chosen = min(candidates, key=lambda c: c[0])
             restore(chosen)
-        with torch.no_grad():
-            final = {n: quantize(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta) for n, t in tuned.items()}
-            if not cfg.disable_opt_rtn:
-                searched = {n: quantize(t.w, t.scheme, search=True, imatrix=imatrix.get(n)) for n, t in tuned.items()}
-                loss_searched = eval_loss({tuned[n].key: as_stored(tuned[n].layer, qt.dequantize().to(dtype))
-                                           for n, qt in searched.items()})
-                if loss_searched < loss_after:
-                    final, loss_after = searched, loss_searched
     finally:
         for p, flag in frozen.items():
             p.requires_grad_(flag)
     records = {}
     with torch.no_grad():
-        for name, qt in final.items():
-            write_weight(tuned[name].layer, qt.dequantize())
+        for name, t in tuned.items():
+            qt = quantize(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta)
+            write_weight(t.layer, qt.dequantize())
             records[name] = record_to_cpu(qt)
     return BlockResult(records, loss_before, loss_after)
 
