@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ar_export.testing import calibration_texts, tiny_llama, tiny_tokenizer
+from ar_export.testing import calibration_texts, save_tiny_model
 
 SEEDS = (1, 2)
 LAYERS = 5
@@ -28,8 +28,7 @@ BLOCK_DONE = re.compile(r"^block \d+/\d+", re.M)
 def inputs(tmp_path_factory):
     """A tiny random Llama of LAYERS blocks with its tokenizer, and a calibration text file."""
     root = tmp_path_factory.mktemp("kill")
-    tiny_llama(seed=0, num_hidden_layers=LAYERS).save_pretrained(root / "tiny")
-    tiny_tokenizer().save_pretrained(root / "tiny")
+    save_tiny_model(root / "tiny", num_hidden_layers=LAYERS)
     (root / "calib.txt").write_text("\n\n".join(calibration_texts(8)), encoding="utf-8")
     return root
 

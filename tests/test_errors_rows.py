@@ -16,7 +16,7 @@ import pytest
 from ar_algos import AutoRound
 from ar_cli.main import main
 from ar_core.errors import ArError, CheckpointError, DataError, LayerConfigError, PluginError
-from ar_export.testing import calibration_texts, tiny_llama, tiny_tokenizer
+from ar_export.testing import calibration_texts, save_tiny_model
 
 FAST = ["--iters", "0", "--nsamples", "2", "--seqlen", "8"]
 
@@ -24,10 +24,7 @@ FAST = ["--iters", "0", "--nsamples", "2", "--seqlen", "8"]
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A saved tiny random Llama (hidden 256, 2 layers) with its tokenizer."""
-    path = tmp_path_factory.mktemp("errors") / "tiny"
-    tiny_llama(seed=0).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("errors") / "tiny")
 
 
 def _broken(model_dir: Path, tmp_path: Path, how: str) -> Path:
@@ -108,35 +105,28 @@ def test_api_scheme_format_group_size_bits(model_dir, tmp_path, kw, fmt, error, 
 
 
 @pytest.fixture(scope="module")
-def narrow_dir(model_dir, tmp_path_factory):
+def narrow_dir(tmp_path_factory):
     """A tiny Llama whose widths (48, 80) are no multiple of 32: no layer can hold an MX group of 32."""
-    path = tmp_path_factory.mktemp("errors-narrow") / "narrow"
-    tiny_llama(seed=0, hidden_size=48, intermediate_size=80).save_pretrained(path)
-    for f in model_dir.glob("*token*"):
-        shutil.copy(f, path / f.name)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("errors-narrow") / "narrow", hidden_size=48, intermediate_size=80)
 
 
-def test_cli_and_api_group_size_no_layer_can_use(capsys, narrow_dir, tmp_path):
-    needle = r"default scheme \(mx_fp W4A4 group_size=32\) fits none of the 14 layer\(s\).*in_features=48 is not " \
-             r"a multiple of mx_fp group_size=32.*Choose a group_size or data type"
-    rc, err = _quantize(capsys, narrow_dir, tmp_path / "out", "--scheme", "MXFP4")
-    assert rc == 1 and re.search(needle, err), err
-    with pytest.raises(LayerConfigError, match=needle):
-        _api(narrow_dir, tmp_path / "out" / "q", scheme="MXFP4")
-    _nothing_left(tmp_path / "out")
-
-
-
-def test_cli_and_api_group_size_wider_than_every_layer(capsys, model_dir, tmp_path):
+@pytest.mark.parametrize("model, flags, kw, needle", [
+    ("narrow_dir", ["--scheme", "MXFP4"], dict(scheme="MXFP4"),
+     r"default scheme \(mx_fp W4A4 group_size=32\) fits none of the 14 layer\(s\).*in_features=48 is not "
+     r"a multiple of mx_fp group_size=32.*Choose a group_size or data type"),
+    ("model_dir", ["--group_size", "4096"], dict(group_size=4096),
+     r"default scheme \(int W4A16 group_size=4096\) fits none of the .* layer\(s\).*group_size=4096 > "
+     r"in_features=.*Choose a group_size"),
+], ids=["no_layer_can_use", "wider_than_every_layer"])
+def test_cli_and_api_group_size_that_fits_no_layer(capsys, request, tmp_path, model, flags, kw, needle):
     """A group_size no layer can use is refused, not silently turned into one group per channel."""
-    needle = r"default scheme \(int W4A16 group_size=4096\) fits none of the .* layer\(s\).*group_size=4096 > " \
-             r"in_features=.*Choose a group_size"
-    rc, err = _quantize(capsys, model_dir, tmp_path / "out", "--group_size", "4096")
+    path = request.getfixturevalue(model)
+    rc, err = _quantize(capsys, path, tmp_path / "out", *flags)
     assert rc == 1 and re.search(needle, err), err
     with pytest.raises(LayerConfigError, match=needle):
-        _api(model_dir, tmp_path / "out" / "q", group_size=4096)
+        _api(path, tmp_path / "out" / "q", **kw)
     _nothing_left(tmp_path / "out")
+
 
 # --- layer_config and ignore_layers --------------------------------------------------------------------------------
 

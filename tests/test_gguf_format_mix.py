@@ -6,7 +6,7 @@ import pytest
 from ar_algos import AutoRound
 from ar_cli.main import main
 from ar_core.errors import ArError
-from ar_export.testing import tiny_llama, tiny_tokenizer
+from ar_export.testing import save_tiny_model, tiny_llama, tiny_tokenizer
 
 pytest.importorskip("gguf")
 
@@ -28,9 +28,7 @@ def test_api_gguf_mix_format_contradicting_the_scheme_is_refused_before_work(tmp
 
 
 def test_cli_gguf_mix_format(tmp_path, capsys):
-    src = tmp_path / "tiny"
-    tiny_llama(seed=0).save_pretrained(src)
-    tiny_tokenizer().save_pretrained(src)
+    src = save_tiny_model(tmp_path / "tiny")
     out = tmp_path / "out"
     assert main(["quantize", str(src), "--format", "gguf:q4_k_m", "--iters", "0", "--nsamples", "2",
                  "--seqlen", "16", "--output_dir", str(out)]) == 0

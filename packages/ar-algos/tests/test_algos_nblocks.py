@@ -15,21 +15,10 @@ from ar_core.errors import ArError
 SAMPLES = random_samples(4, 8)
 
 
-class _Kill(Exception):
-    pass
-
-
 def _ar(model=None, **kw):
     args = dict(scheme="W3G32", dataset=SAMPLES, nsamples=4, seqlen=8, batch_size=2, iters=3, verbose=False,
                 nblocks=2, quant_lm_head=True)
     return AutoRound(model if model is not None else tiny_model("llama", num_hidden_layers=3), **{**args, **kw})
-
-
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for n in a:
-        for field in ("codes", "scale", "zero"):
-            assert torch.equal(getattr(a[n], field), getattr(b[n], field)), (n, field)
 
 
 def test_groups_of_blocks_give_a_record_for_every_layer():
@@ -65,24 +54,15 @@ def test_the_loss_is_taken_on_the_output_of_the_group(monkeypatch):
     torch.testing.assert_close(target, h)  # the full-precision output of the last block of the group
 
 
-def test_an_interrupted_grouped_run_resumes_bitwise_identical(tmp_path, monkeypatch):
+def test_an_interrupted_grouped_run_resumes_bitwise_identical(tmp_path, die_at_block, assert_same_records):
     model = tiny_model("llama", num_hidden_layers=4)
     _, full = _ar(copy.deepcopy(model), work_dir=tmp_path / "a").quantize()
-    real = driver._quantize_block
-    seen = []
-
-    def dying(block, index, *args):
-        seen.append(index)
-        if index == 1 and len(seen) == 2:
-            raise _Kill
-        return real(block, index, *args)
-
-    monkeypatch.setattr(driver, "_quantize_block", dying)
-    with pytest.raises(_Kill):
+    seen = die_at_block(1)
+    with pytest.raises(RuntimeError, match="killed at block 1"):
         _ar(copy.deepcopy(model), work_dir=tmp_path / "b").quantize()
     _, resumed = _ar(copy.deepcopy(model), work_dir=tmp_path / "b").quantize()
     assert seen == [0, 1, 1]  # two groups of two blocks; the second call started at the unfinished group
-    _same(full, resumed)
+    assert_same_records(full, resumed)
 
 
 @pytest.mark.parametrize("kw", [dict(nblocks=0), dict(nblocks=True), dict(nblocks=2, algorithm="awq")])

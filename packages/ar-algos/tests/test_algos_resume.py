@@ -3,14 +3,9 @@
 import pytest
 import torch
 
-import ar_algos.driver as driver
 from ar_algos import AutoRound
 from ar_algos.tiny import random_samples, tiny_model
 from ar_core.errors import CheckpointError
-
-
-class _Kill(Exception):
-    pass
 
 
 def _ar(work_dir, **kw):
@@ -19,49 +14,29 @@ def _ar(work_dir, **kw):
     return AutoRound(tiny_model("llama", num_hidden_layers=3), **{**args, **kw})
 
 
-def _same(a, b):
-    assert a.keys() == b.keys()
-    for n in a:
-        for field in ("codes", "scale", "zero"):
-            assert torch.equal(getattr(a[n], field), getattr(b[n], field)), (n, field)
-
-
-def test_interrupted_run_resumes_bitwise_identical(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_bitwise_identical(tmp_path, die_at_block, assert_same_records):
     _, full = _ar(tmp_path / "a").quantize()
-    real = driver._quantize_block
-    seen = []
-
-    def dying(block, index, *args):
-        seen.append(index)
-        if index == 2 and len(seen) == 3:
-            raise _Kill
-        return real(block, index, *args)
-
-    monkeypatch.setattr(driver, "_quantize_block", dying)
-    with pytest.raises(_Kill):
+    seen = die_at_block(2)
+    with pytest.raises(RuntimeError, match="killed at block 2"):
         _ar(tmp_path / "b").quantize()
     model, resumed = _ar(tmp_path / "b").quantize()
     assert seen == [0, 1, 2, 2]  # the second call started at the unfinished block
-    _same(full, resumed)
+    assert_same_records(full, resumed)
     for name, qt in resumed.items():
         assert torch.equal(model.get_submodule(name).weight.detach(), qt.dequantize())
 
 
-def test_a_different_run_refuses_to_resume_unless_asked(tmp_path, monkeypatch):
-    def dying(*args):
-        raise _Kill
-
-    with monkeypatch.context() as m:
-        m.setattr(driver, "_quantize_block", dying)
-        with pytest.raises(_Kill):
-            _ar(tmp_path / "w").quantize()
+def test_a_different_run_refuses_to_resume_unless_asked(tmp_path, die_at_block, assert_same_records):
+    die_at_block(0)
+    with pytest.raises(RuntimeError, match="killed at block 0"):
+        _ar(tmp_path / "w").quantize()
     with pytest.raises(CheckpointError, match="knobs"):
         _ar(tmp_path / "w", iters=4).quantize()
     with pytest.raises(CheckpointError, match="plan"):
         _ar(tmp_path / "w", scheme="W4G32").quantize()
     _, fresh = _ar(tmp_path / "w", iters=4, resume=False).quantize()
     _, ref = _ar(None, iters=4).quantize()
-    _same(ref, fresh)
+    assert_same_records(ref, fresh)
 
 
 def test_a_foreign_directory_is_never_wiped(tmp_path):

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ar_export.testing import calibration_texts, tiny_llama, tiny_tokenizer
+from ar_export.testing import calibration_texts, save_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A saved float32 tiny Llama + tokenizer directory (16-bit, no quantization config)."""
-    path = tmp_path_factory.mktemp("cli") / "tiny-llama"
-    tiny_llama(seed=0).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("cli") / "tiny-llama")
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ar_export.testing import calibration_texts, tiny_llama, tiny_tokenizer
+from ar_export.testing import calibration_texts, save_tiny_model
 
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     """A saved float32 tiny Llama + tokenizer directory."""
-    path = tmp_path_factory.mktemp("tiny") / "tiny-llama"
-    tiny_llama(seed=0, max_position_embeddings=256).save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+    return save_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny-llama", max_position_embeddings=256)
 
 
 @pytest.fixture(scope="session")

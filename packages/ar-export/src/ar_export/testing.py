@@ -5,6 +5,7 @@ Needs `transformers` and `tokenizers` (imported lazily so that `ar_export` itsel
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -44,6 +45,15 @@ def tiny_tokenizer():
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="</s>")
     fast.chat_template = CHAT_TEMPLATE
     return fast
+
+
+def save_tiny_model(path, seed: int = 0, **overrides: Any) -> Path:
+    """Save `tiny_llama(seed, **overrides)` and `tiny_tokenizer()` into the folder `path` (a loadable Hugging Face
+    model directory); returns it as a Path."""
+    path = Path(path)
+    tiny_llama(seed=seed, **overrides).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
 
 
 def calibration_texts(n: int = 8) -> list[str]:
