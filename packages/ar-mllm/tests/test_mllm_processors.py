@@ -1,4 +1,4 @@
-"""Processor registry: built-ins, user extensions, and real inputs from a tiny LLaVA processor."""
+"""Processor registry: built-ins, user extensions, and real inputs from tiny LLaVA, Qwen2-VL and Pixtral processors."""
 
 import pytest
 import torch
@@ -7,9 +7,10 @@ from PIL import Image
 from ar_core.errors import ArError
 from ar_mllm import PROCESSORS, TEMPLATES, Processor, get_processor, register_processor
 from ar_mllm.processors import fit_pixels, to_chat_content
-from ar_mllm.tiny import IMAGE_TOKEN_ID, tiny_llava_processor, tiny_tokenizer
+from ar_mllm.tiny import IMAGE_TOKEN_ID, tiny_llava_processor, tiny_preprocessing, tiny_tokenizer
 
 CONV = [{"role": "user", "content": "<image>\nwhat is in the picture?"}, {"role": "assistant", "content": "a man."}]
+IMAGE_TOKENS = {"qwen2_vl": 250, "mistral3": IMAGE_TOKEN_ID}  # <|image_pad|>, [IMG] in the tiny tokenizers
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,25 @@ def test_hf_uses_the_processor_chat_template(tok):
     own = get_processor("hf", processor=hf, template={"model_type": "t", "format_user": "Q {{content}}",
                                                       "extra_encode": True})
     assert own.prompt(CONV).startswith("Q <image>")  # extra_encode: the ar template renders, not the processor's
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "mistral3"])
+def test_variable_resolution_processors_give_image_tokens_per_size(family):
+    """The template's processor ("qwen2_vl" / "hf") around the family's real HF processor: one image token per
+    merged patch, so a wide and a square image give different token counts."""
+    _, hf, _ = tiny_preprocessing(family)
+    p = get_processor(TEMPLATES[family].processor, processor=hf, template=family)
+    wide, square = (p.get_input(CONV, images=[Image.new("RGB", size, (20, 90, 200))])
+                    for size in [(300, 100), (80, 80)])
+    for out in (wide, square):
+        n_image = int((out["input_ids"] == IMAGE_TOKENS[family]).sum())
+        if family == "qwen2_vl":  # 2 x 2 patches of 14 px per token
+            assert n_image == int(out["image_grid_thw"].prod()) // 4
+            assert torch.equal(out["mm_token_type_ids"], (out["input_ids"] == IMAGE_TOKENS[family]).long())
+        else:  # 2 x 2 patches of 8 px per token
+            height, width = out["image_sizes"][0].tolist()
+            assert n_image == (height // 16) * (width // 16)
+    assert wide["input_ids"].shape != square["input_ids"].shape
 
 
 def test_hf_without_images_needs_no_processor(tok):

@@ -3,7 +3,10 @@
 For tests and examples: every family of `FAMILIES` is built from transformers config classes with a 2-layer
 vision tower and a 2-layer (3 for mllama) text tower, vocabulary 256. `tiny_preprocessing(family)` gives the
 tokenizer (with the family's special tokens and a chat template), processor and image processor that feed it, and
-`encode_image_prompt` turns a chat with one image into model inputs.
+`encode_image_prompt` turns a chat with one image into model inputs. Every family has a real Hugging Face
+processor (Qwen2-VL and Qwen2.5-VL also carry a video processor; their processors and Mistral-3's Pixtral processor
+need torchvision). Qwen2-VL, Qwen2.5-VL and Mistral-3 keep the aspect ratio of a photo, so photos of different
+shapes give different numbers of image tokens; the other families resize every image to one 32-px size.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def _configs() -> dict[str, Any]:
         "smolvlm": lambda: tf.SmolVLMConfig(text_config=dict(model_type="llama", **_TEXT), vision_config=_VISION,
                                             scale_factor=2, image_token_id=IMAGE_TOKEN_ID),
         "mistral3": lambda: tf.Mistral3Config(text_config=dict(model_type="mistral", **_TEXT),
-                                              vision_config=dict(_VISION, head_dim=16),
+                                              vision_config=dict(_VISION, head_dim=16, image_size=64),
                                               image_token_index=IMAGE_TOKEN_ID, spatial_merge_size=2),
     }
 
@@ -143,11 +146,15 @@ def tiny_chat_template(image_text: str) -> str:
             "{% if add_generation_prompt %}assistant: {% endif %}")
 
 
+# Qwen2-VL: between 56 x 56 and 112 x 112 pixels in 14-px patches, 2 x 2 patches per token (4 to 16 tokens)
+_QWEN_PIXELS = dict(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2)
+
+
 def _image_processor(family: str) -> Any:
     square = {"height": 32, "width": 32}
     idefics = dict(do_image_splitting=False, size={"longest_edge": 32}, max_image_size={"longest_edge": 32})
     if family in ("qwen2_vl", "qwen2_5_vl"):
-        return tf.Qwen2VLImageProcessorPil(min_pixels=56 * 56, max_pixels=56 * 56, patch_size=14, merge_size=2)
+        return tf.Qwen2VLImageProcessorPil(**_QWEN_PIXELS)
     if family == "mllama":
         return tf.MllamaImageProcessorPil(size=square, max_image_tiles=1)
     if family == "gemma3":
@@ -155,16 +162,15 @@ def _image_processor(family: str) -> Any:
     if family in ("idefics3", "smolvlm"):
         return tf.Idefics3ImageProcessorPil(**idefics)
     if family == "mistral3":
-        return tf.PixtralImageProcessorPil(size={"longest_edge": 32}, patch_size=8)
+        return tf.PixtralImageProcessorPil(size={"longest_edge": 64}, patch_size=8)
     return tiny_llava_processor().image_processor
 
 
 def tiny_preprocessing(family: str) -> tuple[Any, Any, Any]:
-    """(tokenizer with a chat template, HF processor or None, image processor) that feed `tiny_vlm(family)`.
+    """(tokenizer with a chat template, HF processor, image processor) that feed `tiny_vlm(family)`.
 
-    The processor is None for Qwen2-VL, Qwen2.5-VL and Mistral-3: without torchvision transformers cannot build
-    their processors (Qwen2VLProcessor checks its video processor's class, PixtralProcessor requires torchvision);
-    SmolVLM uses Idefics3Processor, which writes the same prompt when images are not split.
+    SmolVLM uses Idefics3Processor, which writes the same prompt when images are not split; Mistral-3 uses
+    PixtralProcessor (8-px patches merged 2 x 2).
     """
     image_text, specials = _PROMPT_IMAGE[family]
     named = {"image_token": "<image_soft_token>", "boi_token": "<start_of_image>", "eoi_token": "<end_of_image>"} \
@@ -181,26 +187,17 @@ def tiny_preprocessing(family: str) -> tuple[Any, Any, Any]:
         processor = tf.Idefics3Processor(images, tokenizer, image_seq_len=4, chat_template=template)
     elif family == "mllama":
         processor = tf.MllamaProcessor(images, tokenizer, chat_template=template)
+    elif family in ("qwen2_vl", "qwen2_5_vl"):
+        videos = tf.Qwen2VLVideoProcessor(**_QWEN_PIXELS)
+        processor_class = tf.Qwen2VLProcessor if family == "qwen2_vl" else tf.Qwen2_5_VLProcessor
+        processor = processor_class(images, tokenizer, videos, chat_template=template)
     else:
-        processor = None
+        processor = tf.PixtralProcessor(images, tokenizer, patch_size=8, spatial_merge_size=2, chat_template=template)
     return tokenizer, processor, images
 
 
-def encode_image_prompt(family: str, tokenizer: Any, processor: Any, image_processor: Any,
-                        messages: list[dict], image: Any) -> dict[str, torch.Tensor]:
-    """Model inputs of `tiny_vlm(family)` for a chat with one image: through the processor when there is one,
-    else the chat template and image processor with the image tokens expanded here (Qwen2-VL, Mistral-3)."""
-    if processor is not None:
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return dict(processor(text=[text], images=[image], return_tensors="pt"))
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    pixels = dict(image_processor(images=[image], return_tensors="pt"))
-    if family == "mistral3":
-        rows, cols = (int(v) // 16 for v in pixels["image_sizes"][0])  # patch 8 x spatial merge 2
-        text = text.replace("[IMG]", "[IMG_BREAK]".join(["[IMG]" * cols] * rows) + "[IMG_END]", 1)
-    else:
-        text = text.replace("<|image_pad|>", "<|image_pad|>" * (int(pixels["image_grid_thw"][0].prod()) // 4), 1)
-    inputs = {**dict(tokenizer(text, return_tensors="pt")), **pixels}
-    if family != "mistral3":
-        inputs["mm_token_type_ids"] = (inputs["input_ids"] == _QWEN_TOKENS["<|image_pad|>"]).long()
-    return inputs
+def encode_image_prompt(processor: Any, messages: list[dict], image: Any) -> dict[str, torch.Tensor]:
+    """Model inputs ([1, ...] tensors) for a chat with one image, through the processor's chat template with the
+    generation prompt added."""
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return dict(processor(text=[text], images=[image], return_tensors="pt"))
