@@ -5,8 +5,9 @@
 Builds (once, cached under --src) a random bf16 Llama of about 500M parameters saved as 7 shards (6 of ~152 MiB
 and the LM head), then runs `quantize_model_free` per worker count and prints its wall seconds, the peak summed
 memory (PSS: pages shared by forked processes counted once) of this process and all of its descendants (workers,
-fork server) and the peak tensor bytes a worker held. Run each worker count in a fresh process (the default
-`--repeat 1`) so that every run pays its own imports.
+fork server, the child process that plans) and the peak tensor bytes a worker held. Run each worker count in a
+fresh process (the default `--repeat 1`) so that every run pays its own imports; the source is built in a spawned
+process so that this one never imports transformers (model-free mode plans in this process when it has).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
@@ -49,13 +51,16 @@ def _status_kib(pid: int, *fields: str) -> list[int]:
 
 
 def _role(pid: int, root: int, parent: int) -> str:
-    """parent (this process); fork server or resource tracker (its children); worker (forked by the server)."""
+    """parent (this process); fork server, resource tracker or plan (the child process that describes the layers:
+    its children); worker (forked by the server)."""
     if pid == root:
         return "parent"
     if parent != root:
         return "worker"  # forked from the fork server, whose command line it shares
     with open(f"/proc/{pid}/cmdline", "rb") as f:
         cmd = f.read()
+    if b"describe_child" in cmd:
+        return "plan"
     return "fork server" if b"forkserver" in cmd else "resource tracker" if b"resource_tracker" in cmd else "child"
 
 
@@ -106,7 +111,7 @@ class PeakMemory:
         server = [e for e in self.procs.values() if e[0] == "fork server"]
         base = {"parent": parent_start, "worker": server[0][1] if server else 0}
         lines = []
-        for role in ("parent", "fork server", "worker"):
+        for role in ("parent", "plan", "fork server", "worker"):
             peaks = [e[1] for e in self.procs.values() if e[0] == role]
             if not peaks:
                 continue
@@ -129,7 +134,11 @@ def main() -> None:
     args = ap.parse_args()
     src = Path(args.src)
     if not (src / "config.json").is_file():
-        _build(src)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            pool.submit(_build, src).result()
     from ar_algos.model_free import quantize_model_free
 
     shard_bytes = max(p.stat().st_size for p in src.glob("*.safetensors"))
@@ -146,7 +155,8 @@ def main() -> None:
             print(f"workers={w} wall {wall:.1f} s  load {os.getloadavg()[0]:.2f}  peak tree PSS "
                   f"{mem.tree_peak / 2**20:.0f} MiB, {(mem.tree_peak - mem.tree_start) / 2**20:.0f} MiB above start "
                   f"({(mem.tree_peak - mem.tree_start) / shard_bytes:.2f} shards)  worker peak "
-                  f"tensors {r.worker_peak_bytes / 2**20:.0f} MiB\n{mem.report(parent_start, shard_bytes)}",
+                  f"tensors {r.worker_peak_bytes / 2**20:.0f} MiB  parent imported transformers: "
+                  f"{'transformers' in sys.modules}\n{mem.report(parent_start, shard_bytes)}",
                   flush=True)
 
 if __name__ == "__main__":

@@ -5,14 +5,25 @@ the LM head and tied embeddings are found exactly as the regular path finds them
 model's own order. When transformers does not know the architecture, the description falls back to tensor names
 and shapes: every 2-D `*.weight` is a linear layer except embeddings, convolutions and norms; MoE routers
 (`.gate`, `shared_expert_gate`, `router`) are marked so the plan keeps them 16-bit.
+
+Importing transformers and building the meta model costs ~260 MiB that the process keeps, so when transformers is
+not imported yet, `describe_source` runs in a short-lived child process that sends back only the layout and the
+config dict; the caller's memory stays what the tensors need.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import pickle
 import re
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
+from ar_core.errors import CheckpointError
 from ar_core.layer_config import LayerInfo
 
 from .source import Checkpoint
@@ -100,3 +111,42 @@ def _from_shapes(ckpt: Checkpoint) -> Layout:
             fused_group=f"{parent}.{_FUSED[leaf]}" if leaf in _FUSED else None))
     heads = [x.name for x in infos if not x.in_block and x.name.rpartition(".")[2] in HEAD_NAMES]
     return Layout(infos, heads[-1] if heads else None, tied, set(), list(ckpt.tensors))
+
+
+def source_config(path: Path, raw: dict) -> dict:
+    """The config dict as transformers writes it (falls back to the raw config.json for unknown architectures)."""
+    try:
+        from transformers import AutoConfig
+
+        return AutoConfig.from_pretrained(str(path)).to_dict()
+    except (ValueError, KeyError, OSError):
+        return dict(raw)
+
+
+def describe_source(ckpt: Checkpoint, use_meta: bool = True) -> tuple[Layout, dict]:
+    """The layout of `ckpt` (see `describe`) and its config dict as transformers writes it (`source_config`)."""
+    return describe(ckpt, use_meta), source_config(ckpt.path, ckpt.config)
+
+
+def describe_apart(ckpt: Checkpoint, use_meta: bool = True) -> tuple[Layout, dict]:
+    """`describe_source` in a short-lived child Python when this process has not imported transformers (so it never
+    does), else here (the import is paid already and a meta model holds no weights). The child is a plain
+    subprocess, not a multiprocessing one, so the caller's main script is never re-imported."""
+    if "transformers" in sys.modules:
+        return describe_source(ckpt, use_meta)
+    with tempfile.TemporaryDirectory(prefix="ar-model-free-plan-") as tmp:
+        result = Path(tmp) / "layout.pkl"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        code = f"from {__name__} import describe_child; describe_child({str(result)!r})"
+        proc = subprocess.run([sys.executable, "-c", code], input=pickle.dumps((ckpt, use_meta)), env=env)
+        if proc.returncode != 0:
+            raise CheckpointError(f"model-free: describing the layers of {str(ckpt.path)!r} in a child process "
+                                  f"failed (exit status {proc.returncode}, its error is printed above)")
+        return pickle.loads(result.read_bytes())
+
+
+def describe_child(result: str) -> None:
+    """Entry of the child process of `describe_apart`: (checkpoint, use_meta) pickled on stdin, the result pickled
+    into the file `result`."""
+    ckpt, use_meta = pickle.load(sys.stdin.buffer)
+    Path(result).write_bytes(pickle.dumps(describe_source(ckpt, use_meta)))

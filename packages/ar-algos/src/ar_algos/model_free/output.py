@@ -1,56 +1,97 @@
-"""Write the model-free checkpoint: stream the workers' packed tensors into the final shards, then the config and
-the side files (tokenizer, generation config, chat template, custom code) copied from the source directory."""
+"""Write the model-free checkpoint: copy the workers' packed tensors from their part files into the final shards in
+bounded memory, then the config and the side files (tokenizer, generation config, chat template, custom code)
+copied from the source directory.
+
+A final shard is written the way `ar_core.io.save_sharded_safetensors` (safetensors' `save_file`) would write the
+same tensors, byte for byte: the same split into shards, file names and index, and in each file the same header
+(tensors sorted by dtype then name, as the library sorts them) followed by each tensor's bytes, copied from its part
+file through one fixed-size buffer, so no tensor is ever held whole.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Mapping
+import struct
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Iterator
 
 import torch
 
-from ar_core.io import save_sharded_safetensors
+from ar_core.errors import CheckpointError
+from ar_core.io import SAFETENSORS_INDEX, plan_shards
+
+from .source import TensorMeta, torch_dtype
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".index.json", ".msgpack", ".h5")
 NOT_COPIED = ("config.json", "quantization_config.json")
+CHUNK_BYTES = 8 * 2**20
+METADATA = {"format": "pt"}
 
 
-class LazyTensors(Mapping):
-    """name -> tensor, read from the workers' part files only when asked for (so one shard is held at a time)."""
+def data_order(tensors: dict[str, TensorMeta]) -> list[str]:
+    """Names in the order safetensors lays out their data (by dtype, then name), asked of the library itself by
+    serializing empty tensors with the same names and dtypes."""
+    from safetensors.torch import save
 
-    def __init__(self, where: dict[str, str]):
-        self.where = where
-        self._files: dict[str, Any] = {}
-
-    def __getitem__(self, name: str) -> torch.Tensor:
-        from safetensors import safe_open
-
-        path = self.where[name]
-        if path not in self._files:
-            self._files[path] = safe_open(path, framework="pt")
-        return self._files[path].get_tensor(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.where)
-
-    def __len__(self) -> int:
-        return len(self.where)
+    probe = save({n: torch.empty(0, dtype=torch_dtype(t.dtype)) for n, t in tensors.items()})
+    header = json.loads(probe[8:8 + struct.unpack("<Q", probe[:8])[0]])
+    return [n for n in header if n != "__metadata__"]
 
 
-def write_tensors(where: dict[str, str], out: Path, max_shard_size: int | str) -> None:
-    """Write the tensors named in `where` (in its order) as the output's safetensors shards and index."""
-    save_sharded_safetensors(LazyTensors(where), out, max_shard_size)
+def safetensors_header(tensors: dict[str, TensorMeta]) -> tuple[bytes, list[str]]:
+    """The leading bytes `save_file(tensors, metadata={"format": "pt"})` writes (length, JSON header padded with
+    spaces to a multiple of 8) and the order of the data that follows."""
+    order = data_order(tensors)
+    entries: dict = {"__metadata__": METADATA}
+    offset = 0
+    for name in order:
+        t = tensors[name]
+        entries[name] = {"dtype": t.dtype, "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    text = json.dumps(entries, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text, order
 
 
-def source_config(path: Path, raw: dict) -> dict:
-    """The config dict as transformers writes it (falls back to the raw config.json for unknown architectures)."""
-    try:
-        from transformers import AutoConfig
+def _copy(src, dst, t: TensorMeta, buf: memoryview) -> None:
+    src.seek(t.start)
+    left = t.nbytes
+    while left:
+        n = src.readinto(buf[:min(left, len(buf))])
+        if not n:
+            raise CheckpointError(f"model-free part file {t.shard!r} is truncated (worker killed or disk full?)")
+        dst.write(buf[:n])
+        left -= n
 
-        return AutoConfig.from_pretrained(str(path)).to_dict()
-    except (ValueError, KeyError, OSError):
-        return dict(raw)
+
+def write_shard(tensors: dict[str, TensorMeta], path: Path, buf: memoryview) -> None:
+    """Write `tensors` as one safetensors file at `path`, copying their bytes from the part files through `buf`."""
+    head, order = safetensors_header(tensors)
+    with ExitStack() as stack, open(path, "wb") as dst:
+        files = {p: stack.enter_context(open(p, "rb")) for p in dict.fromkeys(t.shard for t in tensors.values())}
+        dst.write(head)
+        for name in order:
+            _copy(files[tensors[name].shard], dst, tensors[name], buf)
+
+
+def write_tensors(tensors: dict[str, TensorMeta], out: Path, max_shard_size: int | str) -> int:
+    """Write `tensors` (name -> where its bytes lie in a part file, in output order) as the output's safetensors
+    shards and index, the same bytes `save_sharded_safetensors` writes; returns the bytes of the copy buffer (all
+    the tensor data held at once)."""
+    # plan_shards reads only sizes: a meta byte tensor per name stands in for each tensor
+    shards = plan_shards({n: torch.empty(t.nbytes, dtype=torch.uint8, device="meta") for n, t in tensors.items()},
+                         max_shard_size)
+    names = (["model.safetensors"] if len(shards) == 1 else
+             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    buf = memoryview(bytearray(max(min(CHUNK_BYTES, max((t.nbytes for t in tensors.values()), default=0)), 1)))
+    for fname, keys in zip(names, shards):
+        write_shard({k: tensors[k] for k in keys}, out / fname, buf)
+    if len(shards) > 1:
+        index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
+                 "weight_map": {k: fname for fname, keys in zip(names, shards) for k in keys}}
+        (out / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return len(buf)
 
 
 def copy_side_files(src: Path, out: Path) -> list[str]:

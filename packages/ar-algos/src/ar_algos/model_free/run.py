@@ -5,7 +5,8 @@
 Each source shard is one task: a worker reads its tensors one by one, quantizes the planned layers with plain RTN
 (what the regular path does for iters=0, disable_opt_rtn=True) and packs them with the registered format writer's
 own per-layer packing, so the bytes match the regular path's export. The parts are then streamed into the final
-shards inside an atomic output directory.
+shards inside an atomic output directory. This process never imports transformers for the plan (a spawned process
+describes the layers) and never holds a whole output shard.
 """
 
 from __future__ import annotations
@@ -28,19 +29,19 @@ from ar_core.scheme import QuantScheme
 from ..config import make_config
 from ..run_info import run_info
 from .context import ShapeContext
-from .layers import Layout, describe
-from .output import copy_side_files, source_config, write_tensors
-from .source import Checkpoint, read_checkpoint
+from .layers import Layout, describe_apart
+from .output import copy_side_files, write_tensors
+from .source import TORCH_DTYPES, Checkpoint, read_checkpoint
 from .worker import ShardTask, describe_layers, run_tasks, start_workers, task_path
 
 SUPPORTED = "int weight-only with bits 2/4/8 (sym or asym, any group size), MXFP4/MXFP8 (mx_fp, group 32) or 16-bit"
-ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
 
 @dataclass
 class ModelFreeResult:
-    """Where the checkpoint went, the plan used, wall seconds, and the peak tensor bytes a worker or the final
-    shard writer held (the largest source shard for comparison)."""
+    """Where the checkpoint went, the plan used, wall seconds, the peak tensor bytes a worker held and the bytes
+    the final shard writer held at once (its copy buffer), and the largest source shard for comparison."""
 
     path: Path
     plan: Plan
@@ -73,9 +74,8 @@ def regular_run_info() -> dict[str, Any]:
 
 def _model_dtype(ckpt: Checkpoint, layout: Layout) -> torch.dtype:
     for key in layout.order:
-        dt = ST_DTYPES.get(ckpt.tensors[key].dtype)
-        if dt is not None:
-            return dt
+        if ckpt.tensors[key].dtype in FLOAT_DTYPES:
+            return TORCH_DTYPES[ckpt.tensors[key].dtype]
     return torch.float16
 
 
@@ -92,20 +92,20 @@ def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: tor
 
 
 def _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta):
-    """(checkpoint, layout, plan) of a model directory, without loading any weight."""
+    """(checkpoint, layout, plan, config dict) of a model directory, without loading any weight."""
     ckpt = read_checkpoint(model_dir)
-    layout = describe(ckpt, use_meta)
+    layout, config = describe_apart(ckpt, use_meta)
     plan = resolve_plan(layout.layers, parse_scheme(scheme), layer_config=layer_config, ignore_layers=ignore_layers,
                         quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
                         format=format)
-    return ckpt, layout, plan
+    return ckpt, layout, plan, config
 
 
 def fits_model_free(model_dir: str | Path, scheme: Any = "W4A16", layer_config: dict | None = None,
                     ignore_layers: Any = None, quant_lm_head: bool = False, format: str = "auto_round",
                     use_meta: bool = True) -> bool:
     """Whether every layer's planned scheme is one model-free mode can produce (bad configs raise ArError)."""
-    _, _, plan = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
+    _, _, plan, _ = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
     return all(supported(s) for s in plan.schemes().values())
 
 
@@ -125,7 +125,7 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     if workers > 1:
         start_workers()
     writer = FORMATS.get(format)
-    ckpt, layout, plan = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
+    ckpt, layout, plan, config = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
     _check_schemes(plan)
     writer.check({n: s for n, s in plan.schemes().items() if s.is_quantized})
     layers = [(x.name, plan.entries[x.name].scheme, (x.out_features, x.in_features)) for x in layout.layers]
@@ -140,12 +140,10 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
         tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers))
         results = {r.target: r for r in run_tasks(tasks, workers)}
         target = {key: task.target for task in tasks for key in task.keys}
-        where = {n: target[key] for key in layout.order for n in results[target[key]].outputs[key]}
-        write_tensors(where, out, max_shard_size)
-        writer.write_config(source_config(ckpt.path, ckpt.config), writer.quant_config(ctx), ctx, out)
+        stored = {n: results[target[key]].stored[n] for key in layout.order for n in results[target[key]].outputs[key]}
+        out_peak = write_tensors(stored, out, max_shard_size)
+        writer.write_config(config, writer.quant_config(ctx), ctx, out)
         copy_side_files(ckpt.path, out)
-        written = read_checkpoint(out)
-        out_peak = max(written.shard_bytes(s) for s in written.shards)
     return ModelFreeResult(Path(output_dir), plan, time.perf_counter() - start,
                            max(r.peak_bytes for r in results.values()), out_peak,
                            max(ckpt.shard_bytes(s) for s in ckpt.shards))

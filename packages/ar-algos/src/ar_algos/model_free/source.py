@@ -1,36 +1,45 @@
-"""Read a safetensors checkpoint directory without loading weights: config.json, shard files and tensor shapes."""
+"""Read a safetensors checkpoint directory without loading weights (config.json, shard files, each tensor's dtype,
+shape and byte range), and read or append one tensor's bytes with plain file I/O (no memory map, so the pages read
+count in the page cache, not in the process's resident memory)."""
 
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from ar_core.errors import CheckpointError, field_error
+import torch
+
+from ar_core.errors import ArError, CheckpointError, field_error
 from ar_core.io import open_safetensors
 
 INDEX = "model.safetensors.index.json"
 SINGLE = "model.safetensors"
-DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1,
-               "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                "BOOL": torch.bool, "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2,
+                **{n: getattr(torch, a) for n, a in (("U16", "uint16"), ("U32", "uint32"), ("U64", "uint64"))
+                   if hasattr(torch, a)}}
+ST_NAMES = {dtype: name for name, dtype in TORCH_DTYPES.items()}
 
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """Where one stored tensor lives and what it looks like (safetensors dtype string, shape)."""
+    """Where one stored tensor lives (`shard`: the file, named within its checkpoint or as a path; `start`, `end`:
+    its bytes in that file) and what it looks like (safetensors dtype string, shape)."""
 
     name: str
     shard: str
     dtype: str
     shape: tuple[int, ...]
+    start: int
+    end: int
 
     @property
     def nbytes(self) -> int:
         """Bytes of the tensor as stored."""
-        n = DTYPE_BYTES.get(self.dtype, 4)
-        for d in self.shape:
-            n *= d
-        return n
+        return self.end - self.start
 
 
 @dataclass
@@ -70,8 +79,51 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         file = root / shard
         if not file.is_file():
             raise field_error(CheckpointError, "shard", str(file), "a shard listed in the index that exists")
-        with open_safetensors(file) as f:
-            for name in f.keys():
-                s = f.get_slice(name)
-                tensors[name] = TensorMeta(name, shard, s.get_dtype(), tuple(s.get_shape()))
+        with open_safetensors(file) as f:  # checks the header and the file length
+            names = list(f.keys())
+        stored = read_header(file, shard)
+        tensors.update((name, stored[name]) for name in names)
     return Checkpoint(root, config, shards, tensors)
+
+
+def read_header(path: str | Path, shard: str | None = None) -> dict[str, TensorMeta]:
+    """Every tensor of the safetensors file `path` (labelled `shard`, default the path) from its header alone."""
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+    return {name: TensorMeta(name, shard or str(path), info["dtype"], tuple(info["shape"]),
+                             8 + n + info["data_offsets"][0], 8 + n + info["data_offsets"][1])
+            for name, info in header.items() if name != "__metadata__"}
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype of safetensors dtype `name`; ArError for one model-free mode cannot read or write."""
+    if name not in TORCH_DTYPES:
+        raise field_error(ArError, "tensor dtype", name, f"one of {sorted(TORCH_DTYPES)} in model-free mode")
+    return TORCH_DTYPES[name]
+
+
+def _bytes_of(t: torch.Tensor) -> memoryview:
+    return memoryview(t.reshape(-1).view(torch.uint8).numpy())
+
+
+def read_tensor(f, meta: TensorMeta) -> torch.Tensor:
+    """The tensor `meta` read from the open binary file `f` (of the file `meta.shard`)."""
+    t = torch.empty(meta.shape, dtype=torch_dtype(meta.dtype))
+    buf, done = _bytes_of(t), 0
+    f.seek(meta.start)
+    while done < meta.nbytes:
+        n = f.readinto(buf[done:])
+        if not n:
+            raise CheckpointError(f"file {meta.shard!r} ends inside tensor {meta.name!r}; it is truncated")
+        done += n
+    return t
+
+
+def append_tensor(f, name: str, t: torch.Tensor, path: str) -> TensorMeta:
+    """Write the bytes of the contiguous tensor `t` at the end of the open binary file `f` (the file `path`)."""
+    if t.dtype not in ST_NAMES:
+        raise field_error(ArError, f"dtype of tensor {name!r}", str(t.dtype), f"one of {sorted(map(str, ST_NAMES))}")
+    start = f.tell()
+    f.write(_bytes_of(t))
+    return TensorMeta(name, path, ST_NAMES[t.dtype], tuple(t.shape), start, f.tell())

@@ -1,7 +1,9 @@
 """One worker's job: quantize the layers of one source shard with RTN and pack them with the format writer.
 
-Tensors are read one at a time from the shard (memory-mapped), so a worker holds at most the packed output of
-its shard plus the tensor being quantized; the packed tensors go to a temporary safetensors file.
+Tensors are read one at a time from the shard with plain file reads (no memory map) and each packed tensor's bytes
+are appended to the worker's part file as soon as it is made, so a worker holds one source tensor and its packed
+output (plus the quantizer's temporaries), never its shard. The part file is raw bytes; the result says where each
+tensor lies in it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from ar_core.plan.types import scheme_from_dict
 from ar_core.quant import quantize
 
 from .context import ShapeContext
+from .source import TensorMeta, append_tensor, read_header, read_tensor
 
 
 @dataclass
@@ -36,10 +39,12 @@ class ShardTask:
 
 @dataclass
 class ShardResult:
-    """Output tensor names produced per source key (in order), peak tensor bytes held and seconds spent."""
+    """Output tensor names produced per source key (in order), where each lies in the part file, peak tensor bytes
+    held and seconds spent."""
 
     target: str
     outputs: dict[str, list[str]] = field(default_factory=dict)
+    stored: dict[str, TensorMeta] = field(default_factory=dict)
     peak_bytes: int = 0
     seconds: float = 0.0
 
@@ -48,37 +53,33 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def _pack(task: ShardTask, key: str, t: torch.Tensor, schemes: dict, ctx: ShapeContext) -> dict[str, torch.Tensor]:
+    """The output tensors of source tensor `key`: its packed layer, or itself cast to the save dtype."""
+    if key not in task.quant:
+        return {key: t.to(ctx.dtype) if t.is_floating_point() else t}
+    name, transposed = task.quant[key]
+    qt = quantize(t.t() if transposed else t, schemes[name])
+    return {f"{name}.{suffix}": v.contiguous() for suffix, v in task.writer.layer_tensors(name, qt, ctx).items()}
+
+
 def quantize_shard(task: ShardTask) -> ShardResult:
     """Run one ShardTask (also the entry point of worker processes)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
     start = time.perf_counter()
-    writer = task.writer
-    dtype = getattr(torch, task.dtype)
     layers = [(n, scheme_from_dict(s), tuple(shape)) for n, s, shape in task.layers]
-    ctx = ShapeContext(layers, {}, dtype)
+    ctx = ShapeContext(layers, {}, getattr(torch, task.dtype))
     schemes = {n: s for n, s, _ in layers}
     result = ShardResult(task.target)
-    out: dict[str, torch.Tensor] = {}
-    held = 0
-    with safe_open(task.source, framework="pt") as f:
+    source = read_header(task.source)
+    with open(task.source, "rb") as src, open(task.target, "wb") as part:
         for key in task.keys:
-            t = f.get_tensor(key)
-            result.peak_bytes = max(result.peak_bytes, held + _nbytes(t))
-            if key in task.quant:
-                name, transposed = task.quant[key]
-                qt = quantize(t.t() if transposed else t, schemes[name])
-                tensors = writer.layer_tensors(name, qt, ctx)
-                packed = {f"{name}.{suffix}": v.contiguous() for suffix, v in tensors.items()}
-            else:
-                packed = {key: t.to(dtype) if t.is_floating_point() else t}
-            del t
-            out.update(packed)
-            held += sum(_nbytes(v) for v in packed.values())
-            result.outputs[key] = list(packed)
+            t = read_tensor(src, source[key])
+            packed = _pack(task, key, t, schemes, ctx)
+            held = _nbytes(t) + sum(_nbytes(v) for v in packed.values() if v is not t)
             result.peak_bytes = max(result.peak_bytes, held)
-    save_file(out, task.target, metadata={"format": "pt"})
+            for name, v in packed.items():
+                result.stored[name] = append_tensor(part, name, v, task.target)
+            result.outputs[key] = list(packed)
+            del t, packed
     result.seconds = time.perf_counter() - start
     return result
 
@@ -124,5 +125,5 @@ def describe_layers(layers: list[tuple[str, Any, tuple[int, int]]]) -> list[tupl
 
 
 def task_path(tmp: Path, index: int) -> str:
-    """File a worker writes the packed tensors of source shard `index` to."""
-    return str(tmp / f"part-{index:05d}.safetensors")
+    """File a worker appends the packed tensors of source shard `index` to (raw bytes)."""
+    return str(tmp / f"part-{index:05d}.bin")
