@@ -151,17 +151,25 @@ def save_sharded_safetensors(tensors: Mapping[str, torch.Tensor], out_dir: str |
     out.mkdir(parents=True, exist_ok=True)
     meta = {"format": "pt", **(metadata or {})}
     shards = plan_shards(tensors, max_shard_size)
-    if len(shards) == 1:
-        names = ["model.safetensors"]
-    else:
-        names = [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))]
+    names = shard_file_names(len(shards))
     written = []
     for fname, keys in zip(names, shards):
         save_file({k: tensors[k].detach().contiguous() for k in keys}, str(out / fname), metadata=meta)
         written.append(out / fname)
-    if len(shards) > 1:
-        index = {"metadata": {"total_size": sum(_nbytes(t) for t in tensors.values())},
-                 "weight_map": {k: fname for fname, keys in zip(names, shards) for k in keys}}
-        (out / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
-        written.append(out / SAFETENSORS_INDEX)
-    return written
+    index = write_shard_index(out, names, shards, sum(_nbytes(t) for t in tensors.values()))
+    return written + ([index] if index else [])
+
+
+def shard_file_names(n: int) -> list[str]:
+    """The safetensors file names of an output in `n` shards (`model.safetensors` when n is 1)."""
+    return ["model.safetensors"] if n == 1 else [f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i in range(n)]
+
+
+def write_shard_index(out: Path, names: list[str], shards: list[list[str]], total_size: int) -> Path | None:
+    """Write `model.safetensors.index.json` for a sharded output (nothing for one file); returns its path or None."""
+    if len(shards) == 1:
+        return None
+    index = {"metadata": {"total_size": total_size},
+             "weight_map": {k: fname for fname, keys in zip(names, shards) for k in keys}}
+    (out / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    return out / SAFETENSORS_INDEX

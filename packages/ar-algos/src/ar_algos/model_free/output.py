@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ar_core.errors import CheckpointError
-from ar_core.io import SAFETENSORS_INDEX, plan_shards
+from ar_core.io import plan_shards, shard_file_names, write_shard_index
 
 from .source import TensorMeta, torch_dtype
 
@@ -82,15 +82,11 @@ def write_tensors(tensors: dict[str, TensorMeta], out: Path, max_shard_size: int
     # plan_shards reads only sizes: a meta byte tensor per name stands in for each tensor
     shards = plan_shards({n: torch.empty(t.nbytes, dtype=torch.uint8, device="meta") for n, t in tensors.items()},
                          max_shard_size)
-    names = (["model.safetensors"] if len(shards) == 1 else
-             [f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))])
+    names = shard_file_names(len(shards))
     buf = memoryview(bytearray(max(min(CHUNK_BYTES, max((t.nbytes for t in tensors.values()), default=0)), 1)))
     for fname, keys in zip(names, shards):
         write_shard({k: tensors[k] for k in keys}, out / fname, buf)
-    if len(shards) > 1:
-        index = {"metadata": {"total_size": sum(t.nbytes for t in tensors.values())},
-                 "weight_map": {k: fname for fname, keys in zip(names, shards) for k in keys}}
-        (out / SAFETENSORS_INDEX).write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_shard_index(out, names, shards, sum(t.nbytes for t in tensors.values()))
     return len(buf)
 
 
