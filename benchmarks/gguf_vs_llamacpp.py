@@ -5,8 +5,8 @@
 2. llama.cpp quantizes that file with `llama_model_quantize` (through llama-cpp-python's ctypes binding), without
    and with an importance matrix. The importance matrix is llama.cpp's definition (mean of x^2 per input channel of
    every weight, over the calibration tokens) collected with forward hooks on the 16-bit model; with
-   `--imatrix_file` a file made by `llama-imatrix` is used instead. Q2_K_S requires an imatrix in llama.cpp, so the
-   2-bit run without one uses its Q2_K mix (more bits on attn_v/attn_output/ffn_down).
+   `--imatrix_file` a file made by `llama-imatrix` is used instead. Q2_K_S requires an imatrix in llama.cpp, so its
+   run without one uses the Q2_K mix (more bits on attn_v/attn_output/ffn_down); mix q2_k compares Q2_K both ways.
 3. Ours writes the same mixes with `ar_export.gguf.write_gguf`: optimized RTN (no imatrix, and weighted by the same
    imatrix) and SignRound (`ar_algos.AutoRound`, iters > 0, per-layer schemes from `layer_schemes` so every record
    has the file's ggml type) on the same calibration tokens.
@@ -34,14 +34,14 @@ import numpy as np
 import torch
 
 # ours: mix -> the llama.cpp file types it is compared with (without imatrix, with imatrix)
-LLAMA_FTYPES = {"q4_k_m": ("Q4_K_M", "Q4_K_M"), "q2_k_s": ("Q2_K", "Q2_K_S")}
+LLAMA_FTYPES = {"q4_k_m": ("Q4_K_M", "Q4_K_M"), "q2_k": ("Q2_K", "Q2_K"), "q2_k_s": ("Q2_K", "Q2_K_S")}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="smollm2-135m", help="embedded model name or a local model directory")
-    p.add_argument("--mixes", default="q4_k_m,q2_k_s", help=f"comma list from {', '.join(LLAMA_FTYPES)}")
+    p.add_argument("--mixes", default="q4_k_m,q2_k", help=f"comma list from {', '.join(LLAMA_FTYPES)}")
     p.add_argument("--iters", type=int, default=20, help="SignRound iterations (0 skips the SignRound rows)")
     p.add_argument("--nsamples", type=int, default=16, help="calibration samples (imatrix and SignRound)")
     p.add_argument("--seqlen", type=int, default=256, help="calibration sample length")

@@ -88,6 +88,20 @@ def search_scale_sym(x, w, nmax: int, ntry: int = 9, step: float = 0.1):
     return torch.where(zero, torch.zeros_like(best_scale), best_scale)
 
 
+def search_legacy_sym(rows, imatrix, nmax: int, group: int = 32):
+    """llama.cpp's weighting of q4_0 with an importance matrix: imatrix * sqrt(sigma^2 + x^2), sigma^2 the mean x^2
+    of the whole row, then the sym grid + least-squares search (search_scale_sym) per group.
+
+    `rows` [R, n] float weights, `imatrix` [n] non-negative (a group whose entries are all zero counts as ones).
+    Returns the signed scale per group, [R * n / group, 1] (0 for all-zero groups)."""
+    x = rows.reshape(rows.shape[0], -1, group)
+    im = imatrix.float().reshape(1, -1, group).clamp(min=0).to(rows.device)
+    im = torch.where(im.sum(-1, keepdim=True) > 0, im, torch.ones_like(im))
+    sigma2 = (x * x).mean((-2, -1), keepdim=True)
+    w = im * torch.sqrt(sigma2 + x * x)
+    return search_scale_sym(x.reshape(-1, group), w.reshape(-1, group), nmax)
+
+
 def refine_sym_levels(x, w, nmax: int, iters: int = 5):
     """make_q3-style: start from RTN at -nmax/gmax, then move single levels while the refit error drops.
 

@@ -2,9 +2,9 @@
 
 The mix suffix (_s/_m/_l) only changes which tensors get more bits: output (and a tied embedding) -> q6_k;
 attn_v, attn_output, attn_qkv and ffn_down get upgrades on the "use more bits" layers (first and last eighth, and
-every third layer in between). A k-quant needs rows divisible by 256, otherwise it falls back as llama.cpp
-(llama-cpp-python 0.3.36) does: q2_k/q3_k -> q4_0, q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0; any type falls back to
-bf16 when even 32 does not divide.
+every third layer in between); plain q2_k puts q3_k on every attn_v, attn_output and ffn_down. A k-quant needs
+rows divisible by 256, otherwise it falls back as llama.cpp (llama-cpp-python 0.3.36) does: q2_k/q3_k -> q4_0,
+q4_k -> q5_0, q5_k -> q5_1, q6_k -> q8_0; any type falls back to bf16 when even 32 does not divide.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from ar_core.presets import GGUF_MIXES, GGUF_ROW_FALLBACK
 
 K_TYPES = ("q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
 FILE_TYPES = {"q4_0": "MOSTLY_Q4_0", "q4_1": "MOSTLY_Q4_1", "q5_0": "MOSTLY_Q5_0", "q5_1": "MOSTLY_Q5_1",
-              "q8_0": "MOSTLY_Q8_0", "q2_k_s": "MOSTLY_Q2_K_S", "q3_k_s": "MOSTLY_Q3_K_S", "q3_k_m": "MOSTLY_Q3_K_M",
-              "q3_k_l": "MOSTLY_Q3_K_L", "q4_k_s": "MOSTLY_Q4_K_S", "q4_k_m": "MOSTLY_Q4_K_M",
-              "q5_k_s": "MOSTLY_Q5_K_S", "q5_k_m": "MOSTLY_Q5_K_M", "q6_k": "MOSTLY_Q6_K"}
+              "q8_0": "MOSTLY_Q8_0", "q2_k": "MOSTLY_Q2_K", "q2_k_s": "MOSTLY_Q2_K_S", "q3_k_s": "MOSTLY_Q3_K_S",
+              "q3_k_m": "MOSTLY_Q3_K_M", "q3_k_l": "MOSTLY_Q3_K_L", "q4_k_s": "MOSTLY_Q4_K_S",
+              "q4_k_m": "MOSTLY_Q4_K_M", "q5_k_s": "MOSTLY_Q5_K_S", "q5_k_m": "MOSTLY_Q5_K_M", "q6_k": "MOSTLY_Q6_K"}
 _BLOCK = re.compile(r"^blk\.(\d+)\.")
 
 
@@ -41,6 +41,8 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
     if role == "attn_v":
         if n_expert == 8:
             return "q8_0"
+        if mix == "q2_k":
+            return "q4_k" if n_gqa >= 4 else "q3_k"
         if mix == "q2_k_s" and n_gqa >= 4:
             return "q4_k"
         if mix == "q3_k_m":
@@ -52,6 +54,8 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
         if mix == "q4_k_s" and layer < 4:
             return "q5_k"
     elif role == "ffn_down":
+        if mix == "q2_k":
+            return "q3_k"
         if mix == "q2_k_s" and layer < n_layers // 8:
             return "q4_k"
         if mix == "q3_k_m":
@@ -63,8 +67,10 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
         if mix == "q4_k_s" and layer < n_layers // 8:
             return "q5_k"
     elif role == "attn_output":
-        if n_expert == 8 and mix in ("q2_k_s", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m"):
+        if n_expert == 8 and mix in ("q2_k", "q2_k_s", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m"):
             return "q5_k"
+        if mix == "q2_k":
+            return "q3_k"
         if mix == "q3_k_m":
             return "q4_k"
         if mix == "q3_k_l":

@@ -2,9 +2,9 @@
 
 Each 2-D+ weight gets its ggml type from the mix rules (ar_export.gguf.mix). A layer whose SignRound record is in
 `quantized` is packed from its integer codes as is (its own GGUF type wins); any other weight is quantized here
-with optimized RTN: llama.cpp-style searches for k-quants (imatrix-weighted when given); q4_0/q5_0 use the int
-scale search when an imatrix is given and otherwise, like q4_1/q5_1/q8_0, ggml's own RTN (bit-exact with
-llama.cpp). 1-D tensors (norms, biases) are written as F32.
+with optimized RTN: llama.cpp-style searches for k-quants (imatrix-weighted when given). With an imatrix q4_0 uses
+llama.cpp's weighted search and q5_0 our int scale search; without one they, like q4_1/q5_1/q8_0, use ggml's own RTN
+(bit-exact with llama.cpp). 1-D tensors (norms, biases) are written as F32.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from ar_core.pack.gguf import CODECS, KQuant, pack_qtensor, rows_to_float, to_bf
 from ar_core.presets import GGUF_TYPES, gguf_scheme
 from ar_core.qtensor import QuantizedTensor
 from ar_core.quant import quantize
+from ar_core.quant.gguf import FP16_MAX
+from ar_core.quant.gguf_search import search_legacy_sym
 from ar_core.scheme import QuantScheme
 
 from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
@@ -77,12 +79,22 @@ def quantize_rows(w: torch.Tensor, qtype: str, imatrix: torch.Tensor | None = No
         imatrix = None
     if qtype in REFERENCE_ONLY or (not issubclass(codec, KQuant) and imatrix is None):
         return codec.pack(codec.reference_fields(w.numpy().reshape(-1, 32))).reshape(w.shape[0], -1)
-    scheme = gguf_scheme(qtype)
-    if not issubclass(codec, KQuant):  # q4_0 / q5_0 with an imatrix: int sym scale search, fp16 scales as stored
-        scheme = scheme.replace(scale_dtype="float16")
     step = max(1, CHUNK_ELEMENTS // w.shape[1])  # bounded temporaries for large tensors (e.g. embeddings)
+    if qtype == "q4_0":  # with an imatrix: llama.cpp's weighting (lower ppl than ours at 4 bits; benchmarks/README)
+        return np.concatenate([_q4_0_imatrix_rows(w[i:i + step], imatrix) for i in range(0, w.shape[0], step)])
+    scheme = gguf_scheme(qtype)
+    if not issubclass(codec, KQuant):  # q5_0 with an imatrix: int sym scale search, fp16 scales as stored
+        scheme = scheme.replace(scale_dtype="float16")
     return np.concatenate([pack_qtensor(quantize(w[i:i + step], scheme, search=True, imatrix=imatrix), qtype)
                            for i in range(0, w.shape[0], step)])
+
+
+def _q4_0_imatrix_rows(w: torch.Tensor, imatrix: torch.Tensor) -> np.ndarray:
+    """q4_0 bytes of float rows [R, n] from the imatrix-weighted search_legacy_sym (fp16 scale, codes re-rounded)."""
+    d = search_legacy_sym(w, imatrix, 8).clamp(-FP16_MAX, FP16_MAX).half().float()
+    blocks = w.reshape(-1, 32)
+    q = torch.clamp(torch.round(blocks / torch.where(d == 0, torch.ones_like(d), d)), -8, 7) + 8
+    return CODECS["q4_0"].pack({"d": d.numpy(), "q": q.to(torch.uint8).numpy()}).reshape(w.shape[0], -1)
 
 
 def _reorder(data: np.ndarray, order: torch.Tensor | None) -> np.ndarray:
