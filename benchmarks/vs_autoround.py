@@ -84,7 +84,7 @@ def run_ours(model, tokenizer, samples: list[dict], args: argparse.Namespace, ou
 
     ar = AutoRound(model, tokenizer=tokenizer, scheme=args.scheme, bits=args.bits, group_size=args.group_size,
                    samples=samples, iters=args.iters, nsamples=args.nsamples, seqlen=args.seqlen,
-                   batch_size=args.batch_size, amp=args.amp, seed=args.seed, device="cpu", verbose=False)
+                   batch_size=args.batch_size, amp=args.amp, seed=args.seed, device="cpu", verbose=os.environ.get("AR_BENCH_VERBOSE") == "1")
     ar.quantize_and_save(out, format="auto_round")
 
 

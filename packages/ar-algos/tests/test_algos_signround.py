@@ -101,3 +101,22 @@ def test_lr_rules_and_recipes():
     assert make_config("rtn").algorithm == "rtn" and make_config("opt-rtn").algorithm == "opt-rtn"
     assert make_config(iters=0).algorithm == "opt-rtn" and make_config().algorithm == "signround"
     assert make_config("best", iters=10).iters == 10  # the user's knob wins over the recipe
+
+
+@pytest.mark.parametrize("from_opt_rtn", [True, False])
+def test_signround_starts_from_opt_rtn_or_plain_rtn(from_opt_rtn):
+    from ar_algos.rtn import collect_imatrix
+    from ar_core.quant import quantize
+
+    block, layers, inputs, target = _block_setup()
+    schemes = {n: W2 for n in layers}
+    with collect_imatrix(layers) as imatrix:
+        forward_all(block, inputs, 0, inputs.hidden, 8)
+    start = {n: quantize(weight_of(layers[n]).detach(), W2, search=from_opt_rtn, imatrix=imatrix[n]) for n in layers}
+    rtn = {n: quantize(weight_of(layers[n]).detach(), W2) for n in layers}
+    cfg = make_config(iters=1, lr=1e-9, nsamples=16, batch_size=4, start_from_opt_rtn=from_opt_rtn)
+    res = signround_block(block, layers, schemes, inputs.hidden, lambda idx: target[idx],
+                          lambda idx: inputs.kwargs(0, idx), inputs.mask, cfg, seed=0, imatrix=imatrix)
+    for n, qt in res.records.items():  # a step of 1e-9 moves nothing: the result is the start
+        assert torch.equal(qt.codes, start[n].codes) and torch.equal(qt.scale, start[n].scale)
+    assert any(not torch.equal(start[n].scale, rtn[n].scale) for n in layers) == from_opt_rtn

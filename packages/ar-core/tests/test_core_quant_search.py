@@ -123,3 +123,44 @@ def test_nvfp_search_equals_the_full_multiplier_sweep():
                            wg, None)
     assert torch.equal(found, torch.minimum(sweep, weighted_error(to_groups(
         fake_quantize(w, S(bits=4, group_size=16, data_type="nv_fp")), 16), wg, None)))
+
+
+@pytest.mark.parametrize("scheme", [S(bits=2, group_size=16), S(bits=3, group_size=32), S(bits=4, group_size=32)])
+def test_tuning_start_reproduces_opt_rtn_and_max_scale_moves_it(scheme):
+    torch.manual_seed(0)
+    w, imatrix = torch.randn(8, 64), torch.rand(64) + 0.1
+    dt = get_data_type(scheme.data_type)
+    start = dt.tuning_start(dt.group(w, scheme), scheme, imatrix)
+    rows, groups, _ = dt.group(w, scheme).shape
+    ones, v = torch.ones(rows, groups), torch.zeros_like(dt.group(w, scheme))
+    searched = quantize(w, scheme, search=True, imatrix=imatrix)
+    started = quantize(w, scheme, v=v, min_scale=ones, max_scale=ones, **start)
+    assert torch.equal(started.codes, searched.codes) and torch.equal(started.scale, searched.scale)
+    assert torch.equal(fake_quantize(w, scheme, v=v, max_scale=ones, **start), searched.dequantize())
+    wider = quantize(w, scheme, max_scale=torch.full((rows, groups), 1.5), **start)  # beyond 1: allowed up to 2
+    assert torch.allclose(wider.scale, searched.scale * 1.5, rtol=1e-3)  # fp16 scales
+    capped = quantize(w, scheme, max_scale=torch.full((rows, groups), 3.0), **start)
+    assert torch.allclose(capped.scale, searched.scale * 2.0, rtol=1e-3)
+
+
+def test_tuning_start_is_empty_where_no_searched_start_exists():
+    w = torch.randn(4, 32)
+    for scheme in (S(bits=4, group_size=32, sym=False), S(bits=8, group_size=32)):
+        dt = get_data_type(scheme.data_type)
+        assert dt.tuning_start(dt.group(w, scheme), scheme, None) == {}
+
+
+@pytest.mark.parametrize("preset", ["GGUF:Q4_K_S", "GGUF:Q2_K_S", "GGUF:Q6_K", "GGUF:Q3_K_S"])
+def test_gguf_tuning_start_reproduces_the_searched_quantization(preset):
+    from ar_core.presets import parse_scheme
+
+    scheme = parse_scheme(preset)
+    torch.manual_seed(1)
+    w, imatrix = torch.randn(4, 512), torch.rand(512) + 0.1
+    dt = get_data_type(scheme.data_type)
+    wg = dt.group(w, scheme)
+    start = dt.tuning_start(wg, scheme, imatrix)
+    searched = quantize(w, scheme, search=True, imatrix=imatrix)
+    started = quantize(w, scheme, v=torch.zeros_like(wg), **start)
+    assert torch.equal(started.codes, searched.codes) and torch.equal(started.scale, searched.scale)
+    assert all(torch.equal(started.extras[k], searched.extras[k]) for k in searched.extras)

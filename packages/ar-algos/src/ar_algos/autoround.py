@@ -89,7 +89,9 @@ class AutoRound:
     awq_clip tune its search; see `ar_algos.awq.awq_block`). The SignRound knobs (lr, minmax_lr, nsamples, seqlen,
     batch_size, gradient_accumulate_steps, enable_minmax_tuning, enable_quanted_input, not_use_best_mse,
     dynamic_max_gap, enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the
-    reference's meaning.
+    reference's meaning. start_from_opt_rtn (default True): SignRound starts from the optimized-RTN scales of
+    sym int layers (imatrix-weighted search, then max_scale in [0, 2] multiplies them, like the reference's
+    enable_alg_ext) instead of plain RTN.
     device: where each block is processed (default CUDA when available); the model itself stays where it is.
     device_map: spreads the linears of the block being tuned over several devices instead: "0,1", a list of
     devices, "auto" (every GPU), or a dict {layer name (or its last parts, e.g. "mlp.down_proj"): device} (the

@@ -38,6 +38,7 @@ class TuneConfig:
     amp: bool = True
     low_gpu_mem_usage: bool = False
     disable_opt_rtn: bool = False
+    start_from_opt_rtn: bool = True
     enable_torch_compile: bool = False
     seed: int = 42
     deterministic: bool = False

@@ -135,10 +135,13 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
         q_next = forward_all(block, inputs, index, q, bs)
         result.loss_after = masked_mse(q_next, fp_of_q, inputs.mask).item()
         return result, q_next, q_next
-    fp_out = forward_all(block, inputs, index, fp, bs)
+    stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.start_from_opt_rtn else nullcontext()
+    with stats as imatrix:
+        fp_out = forward_all(block, inputs, index, fp, bs)
     source = q if cfg.enable_quanted_input else fp
     result = signround_block(block, layers, schemes, source, lambda idx: fp_out[idx],
-                             lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index)
+                             lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index,
+                             imatrix=imatrix)
     if not cfg.enable_quanted_input:
         return result, fp_out, fp_out
     return result, forward_all(block, inputs, index, q, bs), fp_out

@@ -3,7 +3,8 @@ sign-gradient descent so the block's quantized output matches its full-precision
 
 Differences from the reference (cheap improvements): the candidates (RTN start, best-loss iterate, final iterate)
 are compared on one fixed evaluation set instead of on different random mini-batches, so the last step is judged
-too and the result is never worse than RTN on that set; the weights are never wrapped (a functional call swaps in
+too and the result is never worse than its start on that set; sym int layers start from the optimized-RTN
+scales (`DataType.tuning_start`, imatrix-weighted) unless cfg.start_from_opt_rtn is off; the weights are never wrapped (a functional call swaps in
 the fake-quantized weights); every random choice comes from (seed, block index), so a resumed run is identical.
 """
 
@@ -57,6 +58,7 @@ class _Layer:
     v: torch.Tensor
     alpha: torch.Tensor | None
     beta: torch.Tensor | None
+    start: dict  # data-type options of the starting point (e.g. a searched init_scale); empty: plain RTN
 
     def params(self) -> list[torch.Tensor]:
         """The learnable tensors of this layer."""
@@ -79,12 +81,16 @@ def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> tor
     return diff.pow(2).sum() / (m.sum() * pred.shape[-1]).clamp(min=1)
 
 
-def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool) -> _Layer:
+def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool, searched: bool,
+                imatrix: torch.Tensor | None) -> _Layer:
     w = weight_of(layer).detach().float()
-    rows, groups, gs = get_data_type(scheme.data_type).group(w, scheme).shape
+    dt = get_data_type(scheme.data_type)
+    wg = dt.group(w, scheme)
+    rows, groups, gs = wg.shape
+    start = dt.tuning_start(wg, scheme, imatrix) if searched else {}
     v = torch.zeros(rows, groups, gs, device=w.device, requires_grad=True)
     ab = [torch.ones(rows, groups, device=w.device, requires_grad=True) for _ in range(2)] if minmax else [None] * 2
-    return _Layer(layer, key, scheme, w, v, *ab)
+    return _Layer(layer, key, scheme, w, v, *ab, start)
 
 
 def _index_stream(n: int, batch: int, gen: torch.Generator):
@@ -98,14 +104,17 @@ def _index_stream(n: int, batch: int, gen: torch.Generator):
 def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dict[str, QuantScheme],
                     inputs: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
                     kwargs: Callable[[torch.Tensor], dict], mask: torch.Tensor, cfg: TuneConfig,
-                    seed: int) -> BlockResult:
+                    seed: int, imatrix: dict[str, torch.Tensor] | None = None) -> BlockResult:
     """Tune the quantized layers of `block` (their names in `schemes`) and write their QDQ weights back.
 
     inputs: [N, L, H] what the block receives (quantized chain); target(idx): the full-precision outputs to match
-    for samples idx; kwargs(idx): the block's other arguments; mask: [N, L] token weights; seed: this block's seed.
+    for samples idx; kwargs(idx): the block's other arguments; mask: [N, L] token weights; seed: this block's seed;
+    imatrix: per-layer input-channel energy that weights the optimized-RTN start (cfg.start_from_opt_rtn).
     """
     dev = module_device(block)
-    tuned = {n: _make_layer(layers[n], weight_key(n), s, cfg.enable_minmax_tuning) for n, s in schemes.items()}
+    imatrix = imatrix or {}
+    tuned = {n: _make_layer(layers[n], weight_key(n), s, cfg.enable_minmax_tuning, cfg.start_from_opt_rtn,
+                            imatrix.get(n)) for n, s in schemes.items()}
     qdq = torch.compile(fake_quantize, dynamic=False) if cfg.enable_torch_compile else fake_quantize
     dtype = next(block.parameters()).dtype
     amp_dtype = dtype if dtype != torch.float32 else torch.bfloat16
@@ -113,7 +122,8 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         else contextlib.nullcontext
 
     def weights() -> dict[str, torch.Tensor]:
-        return {t.key: as_stored(t.layer, qdq(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta).to(dtype))
+        return {t.key: as_stored(t.layer, qdq(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta,
+                                               **t.start).to(dtype))
                 for t in tuned.values()}
 
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
@@ -160,7 +170,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     records = {}
     with torch.no_grad():
         for name, t in tuned.items():
-            qt = quantize(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta)
+            qt = quantize(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta, **t.start)
             write_weight(t.layer, qt.dequantize())
             records[name] = record_to_cpu(qt)
     return BlockResult(records, loss_before, loss_after)

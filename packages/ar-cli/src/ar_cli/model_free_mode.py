@@ -12,7 +12,8 @@ from .flags import UsageError
 # Flags (default None) that need a loaded model or calibration, so they mean nothing in model-free mode.
 NEEDS_MODEL = ("lr", "minmax_lr", "nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "adam", "seed",
                "device_map", "low_gpu_mem_usage", "enable_torch_compile", "rotation", "nblocks", "not_use_best_mse",
-               "dynamic_max_gap", "disable_minmax_tuning", "disable_quanted_input", "disable_amp", "deterministic")
+               "dynamic_max_gap", "disable_minmax_tuning", "disable_quanted_input", "disable_amp", "deterministic",
+               "start_from_rtn")
 
 
 def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:

@@ -32,13 +32,13 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "deterministic": "deterministic", "rotation": "rotation"}
 # CLI switch -> the AutoRound knob it turns off.
 SWITCHED_OFF = {"disable_minmax_tuning": "enable_minmax_tuning", "disable_quanted_input": "enable_quanted_input",
-                "disable_amp": "amp"}
+                "disable_amp": "amp", "start_from_rtn": "start_from_opt_rtn"}
 # --algorithm NAME -> the iters / disable_opt_rtn it stands for (None: any iters > 0).
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
 LM_HEAD_FORMATS = ("auto_round", "fake", "mlx", "gguf")
 TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps", "nblocks", "not_use_best_mse",
-               "dynamic_max_gap", "disable_minmax_tuning", "disable_amp")
+               "dynamic_max_gap", "disable_minmax_tuning", "disable_amp", "start_from_rtn")
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -84,6 +84,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--gradient_accumulate_steps", type=int)
     tun.add_argument("--nblocks", type=int, help="tune this many consecutive blocks jointly (default 1)")
     tun.add_argument("--disable_minmax_tuning", action="store_true", default=None, help="keep the RTN ranges")
+    tun.add_argument("--start_from_rtn", action="store_true", default=None,
+                     help="tune from plain RTN scales instead of the optimized-RTN ones (sym int)")
     tun.add_argument("--disable_quanted_input", action="store_true", default=None,
                      help="feed each block the full-precision chain instead of the quantized one")
     tun.add_argument("--not_use_best_mse", action="store_true", default=None,

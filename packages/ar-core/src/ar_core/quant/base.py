@@ -43,6 +43,14 @@ class DataType:
         """Return grouped float32 weights from grouped codes and parameters."""
         raise NotImplementedError
 
+    def tuning_start(self, wg, scheme, imatrix=None) -> dict:
+        """`encode` options that make a tuner start from the optimized-RTN parameters of grouped weights `wg`.
+
+        With v = 0 and min/max scales of 1, `encode(wg, scheme, ..., **options)` then equals the optimized-RTN
+        result. Empty (start from plain RTN) for data types without such a start.
+        """
+        return {}
+
     def fake(self, w, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
              **opts) -> torch.Tensor:
         """Differentiable fake quantization of a 2-D weight (float32 out, straight-through rounding).

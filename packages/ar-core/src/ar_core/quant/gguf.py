@@ -114,10 +114,17 @@ class IntAsymDQ(DataType):
             d = fp16_ste(vmax / top)
         return d, ints.reshape(rows, g, 1), (d * ints).reshape(rows, g, 1)
 
-    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
+    def tuning_start(self, wg, scheme, imatrix=None) -> dict:
+        """The searched (scale, min, search weights), kept fixed while a tuner learns the rounding (as the
+        reference's GGUF tuning does: min/max scales unused)."""
+        _check_super(wg, scheme)
+        return {"init_params": self.group_params(wg, scheme, None, None, _imatrix_groups(imatrix, wg), True)}
+
+    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
+               init_params=None):
         nsub = _check_super(wg, scheme)
         im = _imatrix_groups(imatrix, wg)
-        scale, mn, weights = self.group_params(wg, scheme, min_scale, max_scale, im, search)
+        scale, mn, weights = init_params or self.group_params(wg, scheme, min_scale, max_scale, im, search)
         top = 2**scheme.super_bits - 1
         d, sc, scale_q = self.double_quantize(scale, nsub, top, weights)
         dmin, mc, mn_q = self.double_quantize(mn, nsub, top, weights)
@@ -164,10 +171,17 @@ class IntSymDQ(DataType):
             wmax = wmax * b
         return torch.where(wmin.abs() > wmax.abs(), wmin.abs() / half, -wmax.abs() / half)
 
-    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
+    def tuning_start(self, wg, scheme, imatrix=None) -> dict:
+        """The searched per-group scale, kept fixed while a tuner learns the rounding (min/max scales unused)."""
+        _check_super(wg, scheme)
+        return {"init_scale": self.group_scale(wg, scheme, None, None, _imatrix_groups(imatrix, wg), True)}
+
+    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
+               init_scale=None):
         nsub = _check_super(wg, scheme)
         rows, g, _ = wg.shape
-        scale = self.group_scale(wg, scheme, min_scale, max_scale, _imatrix_groups(imatrix, wg), search)
+        scale = init_scale if init_scale is not None else \
+            self.group_scale(wg, scheme, min_scale, max_scale, _imatrix_groups(imatrix, wg), search)
         s3 = scale.reshape(rows, g // nsub, nsub)
         sh = 2 ** (scheme.super_bits - 1)
         gmax = torch.gather(s3, -1, s3.abs().argmax(-1, keepdim=True))

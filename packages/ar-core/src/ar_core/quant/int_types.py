@@ -8,6 +8,8 @@ from ..scheme import QuantScheme
 from .base import SCALE_THRESHOLD, DataType, cast_scale, expand_minmax, register_data_type
 from .ste import round_ste
 
+INIT_SCALE_BOUND = 2.0  # max_scale multiplies a searched start scale within [0, 2] (the reference's SignRoundV2)
+
 
 def clamp_magnitude(scale: torch.Tensor, thresh: float) -> torch.Tensor:
     """Keep |scale| >= thresh while keeping its sign (a zero scale becomes +thresh)."""
@@ -48,8 +50,22 @@ class IntType(DataType):
             zero = torch.clamp(round_ste(-wmin / scale), 0, maxq)
         return scale, zero
 
-    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
-        if search and scheme.sym and scheme.bits < 8:
+    def tuning_start(self, wg, scheme, imatrix=None) -> dict:
+        """Symmetric int below 8 bits: the searched scale, which max_scale then multiplies (in [0, 2])."""
+        if not scheme.sym or scheme.bits >= 8:
+            return {}
+        from .search import search_int_sym_scale
+
+        return {"init_scale": search_int_sym_scale(wg, scheme, imatrix)}
+
+    def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
+               init_scale=None):
+        if init_scale is not None:  # tuning from a searched scale: init_scale * max_scale (alpha unused)
+            beta = 1.0 if max_scale is None else max_scale.clamp(0, INIT_SCALE_BOUND).reshape(init_scale.shape)
+            thresh = SCALE_THRESHOLD[scheme.scale_dtype]
+            scale = cast_scale(clamp_magnitude(init_scale * beta, thresh), scheme)
+            zero = torch.full_like(scale, float(2 ** (scheme.bits - 1)))
+        elif search and scheme.sym and scheme.bits < 8:
             from .search import search_int_sym_scale
 
             scale = cast_scale(search_int_sym_scale(wg, scheme, imatrix), scheme)
