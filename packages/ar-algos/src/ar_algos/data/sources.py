@@ -202,7 +202,7 @@ def local_path_kind(name: str) -> str | None:
     try:
         path = Path(name).expanduser()
         return "file" if path.is_file() else "dir" if path.exists() else None
-    except (OSError, RuntimeError) as exc:
+    except (OSError, RuntimeError, ValueError) as exc:  # ValueError: a NUL byte in the name
         raise DataError(f"dataset {name!r} cannot be checked as a local path: {exc}") from exc
 
 
