@@ -60,15 +60,12 @@ class IntType(DataType):
 
     def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
                init_scale=None):
-        if init_scale is not None:  # tuning from a searched scale: init_scale * max_scale (alpha unused)
+        if init_scale is None and search:
+            init_scale = self.tuning_start(wg, scheme, imatrix).get("init_scale")
+        if init_scale is not None:  # a searched scale, times max_scale when tuning (alpha unused)
             beta = 1.0 if max_scale is None else max_scale.clamp(0, INIT_SCALE_BOUND).reshape(init_scale.shape)
             thresh = SCALE_THRESHOLD[scheme.scale_dtype]
             scale = cast_scale(clamp_magnitude(init_scale * beta, thresh), scheme)
-            zero = torch.full_like(scale, float(2 ** (scheme.bits - 1)))
-        elif search and scheme.sym and scheme.bits < 8:
-            from .search import search_int_sym_scale
-
-            scale = cast_scale(search_int_sym_scale(wg, scheme, imatrix), scheme)
             zero = torch.full_like(scale, float(2 ** (scheme.bits - 1)))
         else:
             scale, zero = self.scale_zero(wg, scheme, min_scale, max_scale)
