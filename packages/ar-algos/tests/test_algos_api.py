@@ -137,6 +137,7 @@ def test_progress_lines_are_plain_text_off_a_tty():
     assert "ETA 1m18s" in stream.getvalue().splitlines()[1]  # mean 3 s/block x 26 blocks left
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("low_gpu_mem_usage", [False, True])
 def test_cuda_blocks_match_cpu_and_return_to_cpu(low_gpu_mem_usage):

@@ -105,6 +105,7 @@ def test_a_spread_run_matches_the_one_device_run_and_cleans_up(kw, monkeypatch):
         assert placement.MAIN_DEVICE_ATTR not in m.__dict__
 
 
+@pytest.mark.cuda
 @cuda
 @pytest.mark.parametrize("device_map", [["cuda:0", "cpu"], {"mlp.down_proj": "cpu"}])
 def test_a_block_spread_over_gpu_and_cpu_tunes_and_returns_home(device_map):
@@ -115,6 +116,7 @@ def test_a_block_spread_over_gpu_and_cpu_tunes_and_returns_home(device_map):
         assert torch.equal(model.get_submodule(name).weight.detach(), qt.dequantize())
 
 
+@pytest.mark.cuda
 @two_gpus
 def test_two_gpus_share_each_block(monkeypatch):
     seen = set()

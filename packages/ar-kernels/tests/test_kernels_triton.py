@@ -22,11 +22,11 @@ from ar_kernels.triton_linear import TritonGPTQLinear  # noqa: E402
 TOL = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 interpreted = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1",
                                  reason="CPU triton needs TRITON_INTERPRET=1 (set when no GPU is present)")
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")  # with @pytest.mark.cuda: `pytest -m cuda`
 
 
-def _run(bits, packing, sym, m, dtype, device="cpu", k=128, n=96, lead=()):
-    qt = random_int_qt(n, k, bits, 32, sym, seed=bits + m)
+def _run(bits, packing, sym, m, dtype, device="cpu", k=128, n=96, lead=(), group_size=32):
+    qt = random_int_qt(n, k, bits, group_size, sym, seed=bits + m)
     module = TritonGPTQLinear.from_quantized(qt, torch.randn(n), packing).to(device)
     x = torch.randn(*lead, m, k, generator=torch.Generator().manual_seed(m))
     ref = x.double() @ reference_weight(qt).t() + module.bias.double().cpu()
@@ -77,12 +77,31 @@ def test_selection_on_cpu_needs_name_and_interpreter(monkeypatch):
         select_backend(scheme, "gptq", "cpu", 64, 32, backend="triton", layer="model.x")
 
 
+@interpreted
+@pytest.mark.parametrize("group_size", [64, 128, -1])
+def test_interpreted_group_sizes_and_per_channel(group_size):
+    _run(4, "gptq_v2", False, 1, torch.float32, k=256, group_size=group_size)
+    _run(2, "gptq", True, 20, torch.float32, k=256, group_size=group_size)
+
+
+@pytest.mark.cuda
 @cuda
 @pytest.mark.parametrize("bits,packing,sym", CASES)
 @pytest.mark.parametrize("m", [1, 7, 64])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_kernels(bits, packing, sym, m, dtype):
-    _run(bits, packing, sym, m, dtype, device="cuda", k=512, n=256)
+@pytest.mark.parametrize("group_size", [32, 64, 128, -1])
+def test_cuda_kernels(bits, packing, sym, m, dtype, group_size):
+    _run(bits, packing, sym, m, dtype, device="cuda", k=512, n=256, group_size=group_size)
+
+
+@pytest.mark.cuda
+@cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_split_k_llama_shapes_and_batched_input(dtype):
+    _run(4, "gptq", True, 1, dtype, device="cuda", k=4096, n=512, group_size=128)
+    _run(4, "gptq_v2", False, 3, dtype, device="cuda", k=14336, n=256, group_size=128)
+    _run(8, "gptq", False, 2048, dtype, device="cuda", k=1024, n=512, group_size=128)
+    _run(4, "gptq", True, 5, dtype, device="cuda", k=512, n=256, lead=(2,))
 
 
 @interpreted
