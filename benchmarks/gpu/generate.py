@@ -1,6 +1,7 @@
 """Child of run.py: make one of our auto_round checkpoints on the spot, load it through our triton backend, generate.
 
-A random Llama (small on the GPU, tiny in a dry run) is quantized W4A16 by `ar_algos.AutoRound` (RTN, iters 0) and saved in the auto_round format; `ar_kernels.load` reads it back twice, with backend="triton" and with
+A random Llama (small on the GPU, tiny in a dry run) is quantized W4A16 by `ar_algos.AutoRound` (RTN, iters 0)
+and saved in the auto_round format; `ar_kernels.load` reads it back twice, with backend="triton" and with
 the torch reference backend. The row records the backends the layers got, how far the triton logits are from the
 torch ones, whether greedy `generate` gives the same tokens, and the triton decode speed.
 """
@@ -18,7 +19,7 @@ import torch
 FULL = dict(hidden=1024, intermediate=2816, layers=4, heads=16, kv_heads=4, vocab=32000, group_size=128,
             dtype="bfloat16", prompt=32, new_tokens=64)
 DRY = dict(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=256, group_size=32,
-           dtype="float32", prompt=8, new_tokens=4)
+           dtype="float32", prompt=4, new_tokens=3)
 
 
 def make_checkpoint(path: Path, k: dict) -> Path:
@@ -62,7 +63,7 @@ def measure(dry: bool) -> dict:
     prompt = torch.randint(0, k["vocab"], (1, k["prompt"]), generator=torch.Generator().manual_seed(2)).to(device)
     with torch.no_grad():
         got, want = fast(prompt).logits.float(), ref(prompt).logits.float()
-        greedy(fast, prompt, 2)  # warm-up: compiles the kernels
+        greedy(fast, prompt, 1)  # warm-up: compiles the kernels
         tokens, seconds = greedy(fast, prompt, k["new_tokens"])
         ref_tokens, ref_seconds = greedy(ref, prompt, k["new_tokens"])
     return {"device": device, "dtype": k["dtype"], "layers": len(fast.ar_backends),

@@ -17,7 +17,8 @@
 # A full run first installs them offline into a venv that sees the system packages (benchmarks/gpu/.venv-gpu):
 #   python3 -m pip install --no-index --find-links benchmarks/gpu/wheels ar-core ar-kernels ar-export ar-algos \
 #       auto-round==0.16.1 pytest hypothesis
-# (pip takes from the wheels only what the system does not already satisfy). --dry uses the current Python as is.
+# (pip takes from the wheels only what the system does not already satisfy). --dry uses the workspace's .venv
+# (scripts/setup.sh) when there is one, else python3, as it is.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -53,7 +54,8 @@ case "${1:-}" in
   --fetch-wheels) shift; fetch_wheels "$@"; exit ;;
 esac
 if [[ " $* " == *" --dry "* ]]; then
-  PY="$(command -v python)"
+  PY="$HERE/../../.venv/bin/python"
+  [ -x "$PY" ] || PY="$(command -v python3)"
 else
   PY="$(install_wheels | tail -n 1)"
 fi

@@ -22,7 +22,7 @@ import torch
 FULL = dict(hidden=4096, intermediate=14336, heads=32, kv_heads=8, blocks=3, vocab=32000,
             iters=200, nsamples=128, seqlen=2048, batch_size=8)
 DRY = dict(hidden=64, intermediate=128, heads=4, kv_heads=2, blocks=2, vocab=256,
-           iters=2, nsamples=4, seqlen=32, batch_size=2)
+           iters=1, nsamples=2, seqlen=16, batch_size=2)
 LOSS_PATTERNS = {"ours": re.compile(r"block \d+/\d+\s+loss \S+ -> (\d[\d.eE+-]*)"),
                  "reference": re.compile(r"loss iter 0: \S+ -> iter \d+: (\d[\d.eE+-]*)")}
 
