@@ -36,10 +36,10 @@ def kernels_table(rows: list[dict]) -> list[str]:
 
 
 def signround_table(rows: list[dict]) -> list[str]:
-    """One row per system: time per block, peak memory, losses."""
-    head = ["system", "s/block", "total s", "peak VRAM GiB", "peak RSS GiB", "last block loss (own log)",
+    """One row per system: time per block, peak memory, losses (only the logged block losses when cut short)."""
+    head = ["system", "status", "s/block", "total s", "peak VRAM GiB", "peak RSS GiB", "last block loss (own log)",
             "last-block output MSE vs 16-bit"]
-    return _table(head, [[r["system"], _num(r["seconds_per_block"], ".1f"), _num(r["seconds"], ".1f"),
+    return _table(head, [[r["system"], r["status"], _num(r["seconds_per_block"], ".1f"), _num(r["seconds"], ".1f"),
                           _num(r["peak_vram_gib"], ".2f"), _num(r["peak_rss_gib"], ".2f"),
                           _num(r["final_block_loss"]), _num(r["output_mse"])] for r in rows])
 

@@ -30,6 +30,7 @@ SECTIONS = ("tests", "kernels", "signround", "generate")
 BUDGETS = {"tests": 80, "kernels": 70, "signround": 250, "generate": 40}  # seconds on the GPU: 440 in all
 DRY_BUDGETS = {"tests": 120, "kernels": 120, "signround": 240, "generate": 120}
 MIN_START = 15  # seconds: a section is not started with less of the whole budget left
+PARTIAL_KEYS = ("seconds", "seconds_per_block", "peak_vram_gib", "peak_rss_gib", "output_mse", "knobs")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +60,7 @@ def child_env(dry: bool) -> dict[str, str]:
 
 def run_child(cmd: list[str], env: dict[str, str], seconds: float, log: Path) -> tuple[str, str]:
     """Run `cmd` for at most `seconds`, output to `log`; returns (status, note): ok, failed or timeout."""
-    with open(log, "a") as out:
+    with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                                 start_new_session=True)
         try:
@@ -126,9 +127,10 @@ def section_signround(out: Path, dry: bool, seconds: float) -> tuple[str, str, l
                                  + (["--dry"] if dry else []), child_env(dry), limit, log)
         statuses.append(status)
         notes += [f"{system}: {note}"] if note else []
-        for row in read_rows(jsonl):
-            losses = block_losses(system, log.read_text(errors="replace"))
-            rows.append(dict(row, block_losses=losses, final_block_loss=losses[-1] if losses else None))
+        losses = block_losses(system, log.read_text(errors="replace"))
+        row = (read_rows(jsonl) or [dict.fromkeys(PARTIAL_KEYS, None)])[0]  # cut short: the blocks its log shows
+        rows.append(dict(row, system=system, status=status, block_losses=losses,
+                         final_block_loss=losses[-1] if losses else None))
     status = next((s for s in ("failed", "timeout") if s in statuses), "ok")
     return status, "; ".join(notes), rows
 
@@ -161,7 +163,7 @@ def run(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("*.jsonl"):
+    for old in [*out.glob("*.jsonl"), *out.glob("*.log"), *out.glob("*.xml")]:  # an earlier run's
         old.unlink()
     report = {"dry": args.dry, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "budget_s": args.budget, **device_facts(args.dry), "sections": {}}
