@@ -11,6 +11,7 @@ One JSON line per row is appended to --out as soon as it is measured, so a run c
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -49,12 +50,19 @@ def time_call(fn, warmup: int, reps: int, cuda: bool) -> float:
 
 
 def quantized_layer(bits: int, k: int, n: int, group_size: int, device: str):
-    """(module, backend name) of a random W{bits}G{group_size} sym layer: triton, else the selector's choice."""
-    from ar_core.errors import PluginError
-    from ar_kernels.backends import select_backend
-    from ar_kernels.testing import random_int_qt
+    """(module, backend name) of a random W{bits}G{group_size} sym layer: triton, else the selector's choice.
 
-    qt = random_int_qt(n, k, bits, group_size, True, seed=bits)
+    The weight is drawn and quantized on `device` (fast on the GPU); the codes are packed on the CPU.
+    """
+    from ar_core.errors import PluginError
+    from ar_core.quant import quantize
+    from ar_core.scheme import QuantScheme
+    from ar_kernels.backends import select_backend
+
+    gen = torch.Generator(device).manual_seed(bits)
+    scheme = QuantScheme(bits=bits, group_size=group_size, sym=True)
+    qt = quantize(torch.randn(n, k, generator=gen, device=device) * 0.05, scheme)
+    qt = dataclasses.replace(qt, codes=qt.codes.cpu(), scale=qt.scale.cpu(), zero=qt.zero.cpu())
     try:
         backend, _ = select_backend(qt.scheme, "gptq", device, k, n, backend="triton")
     except PluginError:
