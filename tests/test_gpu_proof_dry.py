@@ -20,7 +20,7 @@ def proof(tmp_path_factory) -> tuple[dict, str]:
         pytest.skip("the dry run compares against auto-round (uv sync --group consumers)")
     out = tmp_path_factory.mktemp("gpu_proof")
     done = subprocess.run(["bash", str(ROOT / "benchmarks/gpu/run.sh"), "--dry", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((out / "gpu_proof.json").read_text()), (out / "gpu_proof.md").read_text()
 

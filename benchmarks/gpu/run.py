@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 SECTIONS = ("tests", "kernels", "signround", "generate")
 BUDGETS = {"tests": 80, "kernels": 70, "signround": 250, "generate": 40}  # seconds on the GPU: 440 in all
-DRY_BUDGETS = {"tests": 120, "kernels": 120, "signround": 240, "generate": 120}
+DRY_BUDGETS = {"tests": 150, "kernels": 150, "signround": 400, "generate": 200}  # loose: a loaded CPU
 MIN_START = 15  # seconds: a section is not started with less of the whole budget left
 PARTIAL_KEYS = ("seconds", "seconds_per_block", "peak_vram_gib", "peak_rss_gib", "output_mse", "knobs")
 
@@ -38,14 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="gpu_proof", help="folder for the JSON, the Markdown and the children's logs")
     p.add_argument("--dry", action="store_true", help="CPU, tiny shapes, triton interpreter (the CI check)")
-    p.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default: 450, dry 600)")
+    p.add_argument("--budget", type=float, default=None, help="seconds for the whole run (default: 450, dry 900)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     args = p.parse_args(argv)
     args.sections = [s.strip() for s in args.sections.split(",") if s.strip()]
     bad = [s for s in args.sections if s not in SECTIONS]
     if bad or not args.sections:
         p.error(f"--sections {','.join(bad) or '(empty)'}: choose from {','.join(SECTIONS)}")
-    args.budget = args.budget or (600.0 if args.dry else 450.0)
+    args.budget = args.budget or (900.0 if args.dry else 450.0)
     return args
 
 
