@@ -25,6 +25,7 @@ from .driver import Job, block_groups, quantize_blocks
 from .moe import unfuse_experts
 from .placement import check_layers, parse_device_map
 from .plan import build_plan
+from .preflight import check_before_loading
 from .progress import Progress
 from .rotation.spec import apply_rotation, needs_data, needs_online, parse_rotation
 from .run_info import run_info
@@ -147,7 +148,17 @@ class AutoRound:
         self.model: nn.Module | None = None
         self.model_free_dir = self._model_free_candidate(model, disable_model_free)
         if self.model_free_dir is None:
+            self._check_before_loading(model)
             self._load(model)
+
+    def _check_before_loading(self, model: Any) -> None:
+        """The layer patterns (against the names of the model built on the meta device) and the calibration
+        dataset, checked before the weights load (`ar_algos.preflight`)."""
+        uses_data = self.samples is None and (self.cfg.calibrated or self.search is not None
+                                              or needs_data(self.rotation))
+        plain = self.search is None and self._block_arg is None
+        check_before_loading(model if plain else None, self.scheme, dataset=self.dataset if uses_data else None,
+                             **self._layer_args)
 
     def _model_free_candidate(self, model: Any, disable: bool) -> Path | None:
         """The local model directory when this run may go model-free (plain RTN, supported scheme, nothing that

@@ -348,6 +348,13 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     model = args.model
     out_dir = Path(args.output_dir) / _run_name(args, scheme)
     check_output_dir(out_dir, args.overwrite)  # before the AutoScheme search and the model load
+    model_free = args.iters == 0 and args.disable_opt_rtn and not args.disable_model_free and search is None \
+        and [f.lower() for f in formats] == ["auto_round"]  # checks itself, and needs no transformers here
+    if not mllm and not model_free:  # layer patterns, formats and data against the model's config
+        from ar_algos.preflight import check_before_loading
+
+        check_before_loading(model, scheme, None if search else formats, kwargs.get("layer_config"),
+                             args.ignore_layers, bool(args.quant_lm_head), args.dataset if search else None)
     if search is not None:
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))

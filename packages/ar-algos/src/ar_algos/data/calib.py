@@ -13,7 +13,7 @@ import torch.utils.data
 from ar_core.errors import ArError, DataError, field_error
 
 from .samples import token_samples
-from .sources import hub_offline, local_path_kind, resolve_source
+from .sources import LocalFile, hub_offline, local_path_kind, resolve_source
 from .spec import DatasetSpec, parse_dataset_spec
 
 log = logging.getLogger("ar_algos.data")
@@ -46,6 +46,20 @@ def allocate(available: list[int], nums: list[int | None], nsamples: int) -> lis
         take[i] = min(share, available[i])
         rest -= take[i]
     return take
+
+
+def check_dataset(dataset: Any) -> None:
+    """Checks of a dataset spec string or path that need no tokenizer and no network, run before a model is loaded:
+    the spec parses, every name is known, and every local file exists, is UTF-8 and holds documents with a usable
+    field (DataError otherwise). Other dataset values (lists, DataLoaders) are checked when used."""
+    if not isinstance(dataset, (str, Path)):
+        return
+    text = str(dataset)
+    specs = [DatasetSpec(text)] if local_path_kind(text) == "file" else parse_dataset_spec(text)
+    for spec in specs:
+        source = resolve_source(spec)
+        if isinstance(source, LocalFile):
+            source.documents(spec)
 
 
 def _spec_samples(tokenizer, specs: list[DatasetSpec], nsamples: int, seqlen: int, seed: int) -> list[list[int]]:
