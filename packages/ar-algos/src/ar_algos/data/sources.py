@@ -43,8 +43,8 @@ def _document(item: Any, where: str) -> Any:
                 return _document(item[key], where)
         if len(item) == 1:
             return _document(next(iter(item.values())), where)
-        raise DataError(f"{where}: an item with keys {sorted(item)[:8]} is not allowed: each item needs a 'text' "
-                        "(or 'messages', 'conversations', 'input_ids') field")
+        raise DataError(f"{where}: an item with keys {sorted(item)[:8]} has no 'text' or 'messages' field; allowed: "
+                        "strings, or dicts with 'text', 'messages', 'conversations' or 'input_ids'")
     raise DataError(f"{where}: items must be strings, conversations or dicts with 'text'; got {type(item).__name__}")
 
 
