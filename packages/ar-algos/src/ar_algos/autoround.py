@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,13 @@ from .config import make_config
 from .driver import Job, block_groups, quantize_blocks
 from .moe import unfuse_experts
 from .placement import check_layers, parse_device_map
-from .plan import build_plan
-from .preflight import check_before_loading
+from .plan import build_plan, layer_infos
+from .preflight import check_before_loading, plan_notes
 from .progress import Progress
 from .rotation.spec import apply_rotation, needs_data, needs_online, parse_rotation
 from .run_info import run_info
 
+log = logging.getLogger("ar_algos")
 MODEL_FREE_FORMAT = "auto_round"
 # algorithm= values -> the knobs they set (AWQ + plain RTN, the reference's AWQ; AWQ + SignRound).
 ALGORITHM_KNOBS = {"awq": dict(awq=True, iters=0, disable_opt_rtn=True), "awq,signround": dict(awq=True)}
@@ -205,6 +207,8 @@ class AutoRound:
                                                                   dataset=self.dataset, **self._layer_args)
             self.autoscheme_report = self.search.report
         self.plan = self._plan(None)
+        for note in plan_notes(layer_infos(self.model, self.block_names), self.plan) if self.verbose else ():
+            log.warning(note)
         if self.rotation is not None and not needs_data(self.rotation):
             self._rotate(None)
             self.plan = self._plan(None)  # R1 unties a tied LM head

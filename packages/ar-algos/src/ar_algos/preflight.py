@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ar_core.layer_config import LayerInfo, resolve_plan
+from ar_core.layer_config import LayerInfo, Plan, resolve_plan
 from ar_core.registry import FORMATS
 from ar_core.scheme import QuantScheme
 
@@ -55,6 +55,27 @@ def meta_layers(model_dir: str | os.PathLike) -> tuple[tuple[LayerInfo, ...], st
     except (OSError, ValueError):
         return None
     return _meta_layers(str(config.absolute()), mtime)
+
+
+def plan_notes(layers: list[LayerInfo] | tuple[LayerInfo, ...], plan: Plan) -> list[str]:
+    """Lines telling what happens to the layers the asked schemes cannot serve as asked: those that fell back
+    (16-bit, one group per channel, another GGUF type) and those whose in_features the group size does not divide
+    (their last group per row is shorter)."""
+    notes = []
+    if plan.fallbacks:
+        name, reason = plan.fallbacks[0]
+        notes.append(f"{len(plan.fallbacks)} layer(s) cannot take the scheme asked for them, e.g. {name}: {reason}")
+    quantized = [x for x in layers if plan.entries[x.name].scheme.is_quantized]
+    uneven = [x for x in quantized if plan.entries[x.name].source != "fallback" and not plan.entries[x.name].scheme.gguf
+              and isinstance(gs := plan.entries[x.name].scheme.group_size, int) and gs > 0 and x.in_features % gs]
+    if uneven:
+        x, gs = uneven[0], plan.entries[uneven[0].name].scheme.group_size
+        fits = [g for g in (128, 64, 32) if all(y.in_features % g == 0 for y in quantized)]
+        notes.append(f"group_size={gs} does not divide in_features of {len(uneven)} of the {len(quantized)} quantized "
+                     f"layers (e.g. {x.name}: in_features={x.in_features} = {x.in_features // gs} x {gs} + "
+                     f"{x.in_features % gs}): the last group of each row holds the remaining columns (zero-padded "
+                     "while quantizing)" + (f"; group_size={fits[0]} divides every layer" if fits else ""))
+    return notes
 
 
 def check_before_loading(model: Any, scheme: QuantScheme, formats: list[str] | None = None,

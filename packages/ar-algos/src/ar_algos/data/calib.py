@@ -13,7 +13,7 @@ import torch.utils.data
 from ar_core.errors import ArError, DataError, field_error
 
 from .samples import token_samples
-from .sources import LocalFile, hub_offline, local_path_kind, resolve_source
+from .sources import LocalFile, hub_offline, hub_reachable, local_path_kind, resolve_source
 from .spec import DatasetSpec, parse_dataset_spec
 
 log = logging.getLogger("ar_algos.data")
@@ -23,8 +23,9 @@ OFFLINE_DEFAULT = "wiki"
 
 
 def default_dataset() -> str:
-    """The default calibration dataset: NeelNanda/pile-10k when the hub may be used, "wiki" in offline mode."""
-    return OFFLINE_DEFAULT if hub_offline() else ONLINE_DEFAULT
+    """The default calibration dataset: NeelNanda/pile-10k when the hub may be used and answers, "wiki" in offline
+    mode or when the hub cannot be reached (`hub_reachable`, asked once)."""
+    return OFFLINE_DEFAULT if hub_offline() or not hub_reachable() else ONLINE_DEFAULT
 
 
 def _check_int(field: str, value: Any, low: int) -> int:
@@ -183,8 +184,12 @@ def get_calibration_data(tokenizer, dataset=None, nsamples: int = 128, seqlen: i
     seed = _check_int("seed", seed, 0)
     if dataset is None:
         dataset = default_dataset()
-        log.info("calibration dataset not given; using %r (%s)", dataset,
-                 "offline mode" if dataset == OFFLINE_DEFAULT else "online default")
+        if dataset == OFFLINE_DEFAULT and not hub_offline():
+            log.warning("calibration dataset not given and the Hugging Face hub cannot be reached: using %r (pass "
+                        "dataset= / --dataset to choose)", dataset)
+        else:
+            log.info("calibration dataset not given; using %r (%s)", dataset,
+                     "offline mode" if dataset == OFFLINE_DEFAULT else "online default")
         try:
             pairs = _pairs(tokenizer, dataset, nsamples, seqlen, seed)
         except ArError as exc:

@@ -7,9 +7,12 @@ A source turns a `DatasetSpec` into a list of documents. A document is a string,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +32,20 @@ def hub_offline() -> bool:
     """Whether the user asked for offline mode: HF_HUB_OFFLINE, HF_DATASETS_OFFLINE or TRANSFORMERS_OFFLINE is true."""
     names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
     return any(os.environ.get(k, "").strip().lower() in _TRUTHY for k in names)
+
+
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face hub (HF_ENDPOINT, default huggingface.co:443) opens within
+    `timeout` seconds; asked once per process, so an offline machine learns it at once instead of after the hub
+    client's retries."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _document(item: Any, where: str) -> Any:
