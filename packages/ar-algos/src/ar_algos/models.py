@@ -107,7 +107,7 @@ def _convert_gguf(model: EmbeddedModel, out: Path) -> None:
     config = loaded.config
     if hasattr(config, "quantization_config"):  # the gguf marker makes save_pretrained refuse to write
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, trust_remote_code=False)
     plain.load_state_dict(loaded.state_dict(), strict=True)
     del loaded
     (out / "joined.gguf").unlink(missing_ok=True)
