@@ -104,8 +104,8 @@ def test_layer_patterns_before_loading(capsys, model_dir, tmp_path, no_weights, 
     ("missing.json", r"calibration file '.*missing.json' does not exist"),
     ("empty.txt", r"calibration file '.*empty.txt' is empty: it holds no documents; allowed: a .txt file"),
     ("empty.json", r"calibration file '.*empty.json' is empty"),
-    ("keys.jsonl", r"keys.jsonl: an item with keys \['bar', 'foo'\] has no 'text' or 'messages' field; allowed: strings, "
-                   r"or dicts with 'text'"),
+    ("keys.jsonl", r"keys.jsonl: an item with keys \['bar', 'foo'\] has no 'text' or 'messages' field; "
+                   r"allowed: strings, or dicts with 'text'"),
     ("latin1.txt", r"calibration file '.*latin1.txt' is not UTF-8 text \(invalid continuation byte at byte 3\); "
                    r"save it as UTF-8"),
 ])

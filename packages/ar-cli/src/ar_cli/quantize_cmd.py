@@ -106,8 +106,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                         "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; online ones "
                                         "need --format auto_round")
     mem = p.add_argument_group("device and memory")
-    mem.add_argument("--device_map", "--device", help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over "
-                                           "GPUs 0 and 1) or a layer->device dict like '{mlp.down_proj:1}'")
+    mem.add_argument("--device_map", "--device",
+                     help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over GPUs 0 and 1) or a "
+                          "layer->device dict like '{mlp.down_proj:1}' (--device: the reference's spelling)")
     mem.add_argument("--low_gpu_mem_usage", action="store_true", default=None)
     mem.add_argument("--enable_torch_compile", action="store_true", default=None)
     mix = p.add_argument_group("mixed bits and model-free")
