@@ -75,6 +75,14 @@ def test_scheme_format_pair_before_loading(capsys, model_dir, tmp_path, no_weigh
     _nothing_left(tmp_path / "out")
 
 
+def test_api_plain_rtn_checks_the_format_before_loading(model_dir, tmp_path, no_weights):
+    """Plain RTN of a local directory defers loading to quantize_and_save, which knows the format."""
+    ar = AutoRound(str(model_dir), iters=0, disable_opt_rtn=True, bits=2)
+    with pytest.raises(SchemeError, match=r"int_sym 2-bit.* is not allowed: format 'auto_awq' holds int_sym \[4\]"):
+        ar.quantize_and_save(tmp_path / "out" / "q", format="auto_awq")
+    _nothing_left(tmp_path / "out")
+
+
 def test_check_before_loading_api(model_dir, no_weights):
     from ar_algos.preflight import check_before_loading
 

@@ -351,7 +351,8 @@ class AutoRound:
         path = self._run_model_free(output_dir, names, overwrite)
         if path is not None:
             return None, [path]
-        if self.model is None:
+        if self.model is None:  # the formats are known now: check them before the weights load
+            check_before_loading(self.model_free_dir, self.scheme, names, **self._layer_args)
             self._load(str(self.model_free_dir))
         if self.records is None:
             self.plan = self._plan(names[0])
