@@ -15,7 +15,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from ar_algos.data import allocate, default_dataset, get_calibration_data, sources
+from ar_algos.data import allocate, calib, default_dataset, get_calibration_data, sources
 from ar_core import corpora
 from ar_core.errors import DataError
 from ar_core.registry import DATASETS
@@ -241,6 +241,7 @@ def test_hub_offline_error_names_local_alternatives(tok, monkeypatch):
 def test_default_dataset_and_log_line(tok, monkeypatch, caplog):
     for var in OFFLINE_VARS:
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(calib, "hub_reachable", lambda: True)  # this machine may have no network
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "true")
     assert default_dataset() == "wiki"
     with caplog.at_level(logging.INFO, logger="ar_algos.data"):
@@ -261,6 +262,7 @@ def fake_datasets(monkeypatch, rows_by_split=None, error=None):
         return rows_by_split[split]
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setattr(calib, "hub_reachable", lambda: True)  # the stand-in answers, whatever the network says
     for var in OFFLINE_VARS:
         monkeypatch.delenv(var, raising=False)
     return calls

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,13 @@ from .config import make_config
 from .driver import Job, block_groups, quantize_blocks
 from .moe import unfuse_experts
 from .placement import check_layers, parse_device_map
-from .plan import build_plan
+from .plan import build_plan, layer_infos
+from .preflight import check_before_loading, plan_notes
 from .progress import Progress
 from .rotation.spec import apply_rotation, needs_data, needs_online, parse_rotation
 from .run_info import run_info
 
+log = logging.getLogger("ar_algos")
 MODEL_FREE_FORMAT = "auto_round"
 # algorithm= values -> the knobs they set (AWQ + plain RTN, the reference's AWQ; AWQ + SignRound).
 ALGORITHM_KNOBS = {"awq": dict(awq=True, iters=0, disable_opt_rtn=True), "awq,signround": dict(awq=True)}
@@ -147,7 +150,17 @@ class AutoRound:
         self.model: nn.Module | None = None
         self.model_free_dir = self._model_free_candidate(model, disable_model_free)
         if self.model_free_dir is None:
+            self._check_before_loading(model)
             self._load(model)
+
+    def _check_before_loading(self, model: Any) -> None:
+        """The layer patterns (against the names of the model built on the meta device) and the calibration
+        dataset, checked before the weights load (`ar_algos.preflight`)."""
+        uses_data = self.samples is None and (self.cfg.calibrated or self.search is not None
+                                              or needs_data(self.rotation))
+        plain = self.search is None and self._block_arg is None
+        check_before_loading(model if plain else None, self.scheme, dataset=self.dataset if uses_data else None,
+                             **self._layer_args)
 
     def _model_free_candidate(self, model: Any, disable: bool) -> Path | None:
         """The local model directory when this run may go model-free (plain RTN, supported scheme, nothing that
@@ -194,6 +207,8 @@ class AutoRound:
                                                                   dataset=self.dataset, **self._layer_args)
             self.autoscheme_report = self.search.report
         self.plan = self._plan(None)
+        for note in plan_notes(layer_infos(self.model, self.block_names), self.plan) if self.verbose else ():
+            log.warning(note)
         if self.rotation is not None and not needs_data(self.rotation):
             self._rotate(None)
             self.plan = self._plan(None)  # R1 unties a tied LM head
@@ -336,7 +351,8 @@ class AutoRound:
         path = self._run_model_free(output_dir, names, overwrite)
         if path is not None:
             return None, [path]
-        if self.model is None:
+        if self.model is None:  # the formats are known now: check them before the weights load
+            check_before_loading(self.model_free_dir, self.scheme, names, **self._layer_args)
             self._load(str(self.model_free_dir))
         if self.records is None:
             self.plan = self._plan(names[0])

@@ -88,7 +88,8 @@ def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[
         _apply(model, block_records)
         records.update(block_records)
     if start:
-        progress.note(f"resuming at block {start + 1}/{len(groups)} from {work.path}")
+        progress.note(f"resuming at block {start + 1}/{len(groups)} from {work.path}" if start < len(groups) else
+                      f"all {len(groups)} blocks are done in {work.path}; resuming with the layers outside them")
     inputs, q, fp = None, None, None
     if cfg.calibrated:
         inputs = capture_block_inputs(model, job.block_names, job.samples)

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from ar_core.errors import CheckpointError, field_error
+from ar_core.errors import ArError, CheckpointError, field_error
 from ar_core.io import open_safetensors
+from ar_core.remote_code import check_trust_flag, remote_code_guard
 
 from .data.sources import hub_offline
 
@@ -100,12 +101,13 @@ def _convert_gguf(model: EmbeddedModel, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = _join_and_check(_gguf_parts(model), out / "joined.gguf", model.sha256)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name, trust_remote_code=False)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32,
+                                                  trust_remote_code=False)
     config = loaded.config
     if hasattr(config, "quantization_config"):  # the gguf marker makes save_pretrained refuse to write
         del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16, trust_remote_code=False)
     plain.load_state_dict(loaded.state_dict(), strict=True)
     del loaded
     (out / "joined.gguf").unlink(missing_ok=True)
@@ -214,10 +216,13 @@ def resolve_model(name_or_path: str | os.PathLike, dtype="auto", trust_remote_co
                                   f"{', '.join(EMBEDDED)}")
         else:
             source = hub_id
-    kwargs = {"trust_remote_code": trust_remote_code}
+    kwargs = {"trust_remote_code": check_trust_flag(trust_remote_code)}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
+        with remote_code_guard(source, trust_remote_code):
+            tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
+    except ArError:
+        raise
     except (OSError, ValueError) as exc:  # hub unreachable, repo missing, unreadable or unknown model files
         raise CheckpointError(f"cannot load model {name!r}: {exc}. A local model directory or an embedded name "
                               f"({', '.join(EMBEDDED)}) works offline") from exc

@@ -52,7 +52,7 @@ def search_layer_config(search, args: argparse.Namespace, layer_config: dict | N
     (model, tokenizer, layer_config for AutoRound)."""
     from ar_algos.models import resolve_model
 
-    model, tokenizer = resolve_model(args.model)
+    model, tokenizer = resolve_model(args.model, trust_remote_code=bool(args.trust_remote_code))
     found = search.search(model, tokenizer, layer_config=layer_config, ignore_layers=args.ignore_layers,
                           quant_lm_head=bool(args.quant_lm_head))
     return model, tokenizer, found

@@ -29,6 +29,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, help="tokens between windows (default: non-overlapping)")
     p.add_argument("--add_bos", action="store_true", help="put BOS in front of every window (default: none)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--trust_remote_code", action="store_true",
+                   help="let the models run their own Python code from their folders (off by default)")
     p.add_argument("--save_json", help="folder for one JSON report per model")
     p.add_argument("--compare", nargs="+", default=[], metavar="REPORT", help="saved JSON reports to add")
     p.add_argument("--plot", help="write a PNG of --metric against bits per weight")
@@ -77,12 +79,14 @@ def _lm_eval(path: Path, args: argparse.Namespace) -> dict:
     bs = int(args.eval_bs) if str(args.eval_bs).isdigit() else args.eval_bs
     limit = int(args.limit) if args.limit is not None and args.limit >= 1 else args.limit
     return run_lm_eval(path, comma_list(args.tasks), eval_bs=bs, limit=limit, num_fewshot=args.num_fewshot,
-                       include_path=args.include_path, device=args.device, backend=args.eval_backend)
+                       include_path=args.include_path, device=args.device, backend=args.eval_backend,
+                       trust_remote_code=args.trust_remote_code)
 
 
 def evaluate_one(path: Path, reference: Path | None, args: argparse.Namespace, protocol: EvalProtocol) -> dict:
     """Report for one checkpoint (metrics, then lm-eval tasks when --tasks), printed and saved as asked."""
-    report = evaluate(path, reference, text=args.text, protocol=protocol, device=args.device)
+    report = evaluate(path, reference, text=args.text, protocol=protocol, device=args.device,
+                      trust_remote_code=args.trust_remote_code)
     if getattr(args, "tasks", None):
         report["lm_eval"] = _lm_eval(path, args)
     print(describe(report), flush=True)
@@ -94,7 +98,8 @@ def evaluate_one(path: Path, reference: Path | None, args: argparse.Namespace, p
 def evaluate_after_quantize(path: Path, source: Path, args: argparse.Namespace) -> dict:
     """`ar quantize --eval/--tasks`: evaluate the saved model against its source on 8 windows of 'wiki'."""
     ns = argparse.Namespace(text="wiki", device="cpu", save_json=None, eval_backend="hf", **{
-        k: getattr(args, k) for k in ("tasks", "eval_bs", "limit", "num_fewshot", "include_path")})
+        k: getattr(args, k) for k in ("tasks", "eval_bs", "limit", "num_fewshot", "include_path",
+                                      "trust_remote_code")})
     return evaluate_one(path, source, ns, EvalProtocol(seqlen=512, max_windows=8))
 
 

@@ -24,6 +24,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                                    "mps, auto")
     p.add_argument("--backend", help="explain a forced backend (torch, triton, mlx) instead of the automatic choice")
     p.add_argument("--backends", action="store_true", help="also show why the other backends were rejected")
+    p.add_argument("--trust_remote_code", action="store_true",
+                   help="let the checkpoint run its own Python code from its folder (off by default)")
     return p
 
 
@@ -47,7 +49,7 @@ def _module_tensors(files: list[Path]) -> tuple[dict[str, int], set[str]]:
     return dict(nbytes), scales
 
 
-def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
+def _hf_layers(path: Path, files: list[Path], trust_remote_code: bool) -> tuple[dict, dict]:
     """(facts fields, rows) of a transformers-style directory."""
     from ar_kernels.loading.load import find_blocks, quantization_config
     from ar_kernels.loading.plan import plan_layers, quant_method
@@ -58,7 +60,7 @@ def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
     cfg = json.loads((path / "config.json").read_text())
     q = quantization_config(path) if ("quantization_config" in cfg or "quantization" in cfg) else None
     try:
-        model = meta_model(path)
+        model = meta_model(path, trust_remote_code)
     except ValueError as exc:  # transformers has no causal-LM class for this config (e.g. a vision-language model)
         raise CheckpointError(f"{str(path)!r}: cannot list its layers, {str(exc).splitlines()[0]} (inspect reads "
                               "causal language models only)") from None
@@ -82,29 +84,33 @@ def _gguf_tensors(path: Path) -> list:
     return GGUFReader(path).tensors
 
 
-def add_backends(path: Path, rows: list[dict], device: str, backend: str | None) -> None:
+def add_backends(path: Path, rows: list[dict], device: str, backend: str | None,
+                 trust_remote_code: bool = False) -> None:
     """Put ar_kernels.explain's kernel choice on each quantized row: backend (None when no backend can run the
     layer), reason, and the rejected backends with why."""
     from ar_kernels import explain
 
-    chosen = {r["layer"]: r for r in explain(path, device=device, backend=backend) if r["quantized"]}
+    chosen = {r["layer"]: r for r in explain(path, device=device, backend=backend,
+                                             trust_remote_code=trust_remote_code) if r["quantized"]}
     for row in rows:
         e = chosen.get(row["layer"])
         if e is not None:
             row.update(backend=e["backend"], reason=e["reason"].split("; rejected:")[0], rejected=e["rejected"])
 
 
-def inspect_checkpoint(path: str | Path, device: str = "cpu", backend: str | None = None) -> dict:
+def inspect_checkpoint(path: str | Path, device: str = "cpu", backend: str | None = None,
+                       trust_remote_code: bool = False) -> dict:
     """Everything `ar inspect` prints, as a JSON-ready dict; quantized layers of a transformers-style checkpoint
-    carry the inference backend `ar_kernels.load` would pick on `device` (or `backend` when forced) and why."""
+    carry the inference backend `ar_kernels.load` would pick on `device` (or `backend` when forced) and why. The
+    checkpoint's own code runs only with `trust_remote_code=True`."""
     p = Path(path)
     files = weight_files(p)
     ggufs = [f for f in files if f.suffix == ".gguf"]
     if p.is_dir() and (p / "config.json").is_file():
-        fields, rows = _hf_layers(p, [f for f in files if f.suffix != ".gguf"])
+        fields, rows = _hf_layers(p, [f for f in files if f.suffix != ".gguf"], trust_remote_code)
         if fields["method"] is not None:
-            add_backends(p, rows, device, backend)
-        size = size_report(p)
+            add_backends(p, rows, device, backend, trust_remote_code)
+        size = size_report(p, trust_remote_code=trust_remote_code)
     elif ggufs:
         tensors = _gguf_tensors(ggufs[0])
         rows = [{"layer": t.name, "scheme": t.tensor_type.name, "packing": "gguf",
@@ -167,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         names = [b["name"] for b in backend_table()]
         if args.backend not in names:
             raise UsageError(f"--backend {args.backend!r} is not a backend; one of {', '.join(names)}")
-    info = inspect_checkpoint(args.path, args.device, args.backend)
+    info = inspect_checkpoint(args.path, args.device, args.backend, args.trust_remote_code)
     if args.json and not args.backends:
         for row in info["layers"]:
             row.pop("rejected", None)

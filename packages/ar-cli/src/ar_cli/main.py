@@ -14,6 +14,7 @@ from ar_core.errors import ArError
 
 from . import convert_cmd, eval_cmd, inspect_cmd, list_cmd, quantize_cmd
 from .flags import UsageError
+from .surface import cli_message
 
 COMMANDS = {"quantize": quantize_cmd, "eval": eval_cmd, "list": list_cmd, "inspect": inspect_cmd,
             "convert": convert_cmd}
@@ -40,9 +41,9 @@ def main(argv: list[str] | None = None, prog: str = "ar") -> int:
     try:
         return COMMANDS[args.command].run(args) or 0
     except UsageError as exc:
-        args.subparser.error(str(exc))
+        args.subparser.error(cli_message(str(exc)))
     except ArError as exc:
-        print(f"{prog} {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog} {args.command}: error: {cli_message(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted", file=sys.stderr)

@@ -13,7 +13,7 @@ from .flags import UsageError
 NEEDS_MODEL = ("lr", "minmax_lr", "nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "adam", "seed",
                "device_map", "low_gpu_mem_usage", "enable_torch_compile", "rotation", "nblocks", "not_use_best_mse",
                "dynamic_max_gap", "disable_minmax_tuning", "disable_quanted_input", "disable_amp", "deterministic",
-               "start_from_rtn")
+               "start_from_rtn", "resume")
 
 
 def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> None:

@@ -60,6 +60,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                       help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (see `ar list formats`)")
     main.add_argument("--output_dir", default="./tmp_autoround", help="parent folder of the saved model")
     main.add_argument("--overwrite", action="store_true", help="replace the saved model's folder when it exists")
+    main.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
+                      help="continue an unfinished run in <output>.work (default) or, with --no-resume, start over")
     main.add_argument("--trust_remote_code", action="store_true",
                       help="let the model run its own Python code from its folder or hub repo (off by default)")
     main.add_argument("--mllm", action="store_true", help="a vision-language model: use ar-mllm's AutoRoundMLLM")
@@ -104,8 +106,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                         "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; online ones "
                                         "need --format auto_round")
     mem = p.add_argument_group("device and memory")
-    mem.add_argument("--device_map", help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over "
-                                           "GPUs 0 and 1) or a layer->device dict like '{mlp.down_proj:1}'")
+    mem.add_argument("--device_map", "--device",
+                     help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over GPUs 0 and 1) or a "
+                          "layer->device dict like '{mlp.down_proj:1}' (--device: the reference's spelling)")
     mem.add_argument("--low_gpu_mem_usage", action="store_true", default=None)
     mem.add_argument("--enable_torch_compile", action="store_true", default=None)
     mix = p.add_argument_group("mixed bits and model-free")
@@ -129,13 +132,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _apply_recipe(args: argparse.Namespace) -> None:
-    """Fill the tuning flags the user left unset from the recipe table of ar-algos."""
+def _apply_recipe(args: argparse.Namespace) -> str:
+    """Fill the tuning flags the user left unset from the recipe table of ar-algos; returns the line that says the
+    effective values and which ones the user's flags set."""
     from ar_algos.config import RECIPES
 
+    shown = []
     for key, value in RECIPES[args.recipe].items():
-        if getattr(args, key, None) is None:
+        given = getattr(args, key, None) is not None
+        if not given:
             setattr(args, key, value)
+        shown.append(f"{key} {getattr(args, key)}{f' (--{key})' if given else ''}")
+    return f"recipe {args.recipe}: " + ", ".join(shown)
+
+
+def _clamp_batch(args: argparse.Namespace) -> str | None:
+    """--batch_size larger than --nsamples becomes --nsamples (a batch cannot hold more samples than there are);
+    the line saying so, or None."""
+    if args.iters == 0 and args.disable_opt_rtn or args.batch_size <= args.nsamples:
+        return None
+    asked, args.batch_size = args.batch_size, args.nsamples
+    return f"--batch_size {asked} > --nsamples {args.nsamples}: using --batch_size {args.nsamples}"
 
 
 def _formats(args: argparse.Namespace) -> list[str]:
@@ -228,6 +245,8 @@ def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: 
         kw["quant_lm_head"] = True
     if args.trust_remote_code:
         kw["trust_remote_code"] = True
+    if args.resume is not None:
+        kw["resume"] = args.resume
     for flag, key in PASS_THROUGH.items():
         value = getattr(args, flag)
         if value is not None:
@@ -273,12 +292,14 @@ def _device(device_map: str) -> str | int:
 
 
 def output_name(model: str, s: QuantScheme) -> str:
-    """Folder name of a run: '<model>-w4g128', '<model>-mxfp-w4g32', '<model>-w8a8' or '<model>-gguf'."""
+    """Folder name of a run: '<model>-w4g128', '<model>-mxfp-w4g32', '<model>-w8a8' (per channel),
+    '<model>-fp-w8a16-pertensor' or '<model>-gguf'."""
     base = Path(model.rstrip("/")).name
     if s.gguf:
         return f"{base}-gguf"
     gs = "x".join(map(str, s.group_size)) if isinstance(s.group_size, tuple) else str(s.group_size)
     tail = f"g{gs}" if not isinstance(s.group_size, int) or s.group_size > 0 else f"a{s.act_bits}"
+    tail += "-pertensor" if s.group_size == 0 else ""  # -1 (one group per channel) keeps the plain name
     prefix = "" if s.data_type == "int" else s.data_type.replace("_", "") + "-"
     return f"{base}-{prefix}w{s.bits}{tail}"
 
@@ -328,13 +349,15 @@ def _model_free(args: argparse.Namespace, formats: list[str], user_set: set[str]
 def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) -> list[Path]:
     """The regular path: AutoRound (or AutoRoundMLLM for --mllm and detected VLM configs) quantizes and saves."""
     route_algorithm(args)
-    _apply_recipe(args)
+    knobs_line = _apply_recipe(args)
     evidence = None if args.mllm else detect_vlm(args.model)
     mllm = args.mllm or evidence is not None
     check_autoscheme(args, user_set, mllm)
     search = _search(args)
     scheme = build_scheme(args, formats)
     check_flags(args, formats, user_set)
+    clamped = _clamp_batch(args)
+    print(knobs_line + (f"; {clamped}" if clamped else ""), flush=True)
     if evidence:
         print(f"{args.model} looks like a vision-language model ({evidence}): quantizing with AutoRoundMLLM")
     api = _api(mllm)
@@ -348,6 +371,13 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     model = args.model
     out_dir = Path(args.output_dir) / _run_name(args, scheme)
     check_output_dir(out_dir, args.overwrite)  # before the AutoScheme search and the model load
+    model_free = args.iters == 0 and args.disable_opt_rtn and not args.disable_model_free and search is None \
+        and [f.lower() for f in formats] == ["auto_round"]  # checks itself, and needs no transformers here
+    if not mllm and not model_free:  # layer patterns, formats and data against the model's config
+        from ar_algos.preflight import check_before_loading
+
+        check_before_loading(model, scheme, None if search else formats, kwargs.get("layer_config"),
+                             args.ignore_layers, bool(args.quant_lm_head), args.dataset if search else None)
     if search is not None:
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))

@@ -25,11 +25,13 @@ def _require(module: str, hint: str) -> None:
 
 def run_lm_eval(model: str | Path, tasks: list[str], *, eval_bs: int | str = "auto", limit: int | float | None = None,
                 num_fewshot: int | None = None, include_path: str | Path | None = None, device: str = "cpu",
-                backend: str = "hf", add_bos_token: bool | None = None) -> dict[str, dict[str, float]]:
+                backend: str = "hf", add_bos_token: bool | None = None,
+                trust_remote_code: bool = False) -> dict[str, dict[str, float]]:
     """Run lm-eval `tasks` on the checkpoint `model`; returns {task: {metric: value}}.
 
     backend "hf" loads the checkpoint like `ar eval` does (quantized layers through ar-kernels) and hands the
     in-memory model to lm-eval's HFLM; "vllm" passes the directory to lm-eval's vLLM model (vLLM must be installed).
+    The model's own code runs only with `trust_remote_code=True`.
     """
     _require("lm_eval", "pip install 'ar-eval[lm-eval]'")
     if backend not in BACKENDS:
@@ -46,11 +48,12 @@ def run_lm_eval(model: str | Path, tasks: list[str], *, eval_bs: int | str = "au
                           "in --include_path")
     if backend == "vllm":
         _require("vllm", "pip install vllm")
-        lm, model_args = "vllm", {"pretrained": str(model)}
+        lm, model_args = "vllm", {"pretrained": str(model), "trust_remote_code": trust_remote_code}
     else:
         from lm_eval.models.huggingface import HFLM
 
-        lm = HFLM(pretrained=load_model(model, device), tokenizer=load_tokenizer(model), device=device,
+        lm = HFLM(pretrained=load_model(model, device, trust_remote_code=trust_remote_code),
+                  tokenizer=load_tokenizer(model, trust_remote_code), device=device,
                   batch_size=eval_bs, add_bos_token=add_bos_token)
         model_args = None
     try:

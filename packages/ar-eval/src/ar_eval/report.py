@@ -17,32 +17,34 @@ from .windows import bos_token_id, tokenize
 
 def evaluate(model: str | Path, reference: str | Path | None = None, text: str = "wiki",
              protocol: EvalProtocol = EvalProtocol(), device: str = "cpu", name: str | None = None,
-             show_progress: bool = True) -> dict:
+             show_progress: bool = True, trust_remote_code: bool = False) -> dict:
     """Evaluate the checkpoint `model`; with `reference` (its 16-bit model) add KL divergence and top-1 agreement.
 
     The tokenizer comes from `reference` when given (both models must share it). The report holds the protocol
-    (text source, window, stride, BOS) next to the numbers.
+    (text source, window, stride, BOS) next to the numbers. The models' own code runs only with
+    `trust_remote_code=True`.
     """
-    tokenizer = load_tokenizer(reference or model)
+    trust = dict(trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(reference or model, **trust)
     raw, source = load_text(text)
     ids = tokenize(tokenizer, raw)
     bos = bos_token_id(tokenizer, protocol)
     progress = stderr_progress(f"eval {Path(model).name}") if show_progress else None
     report: dict = {"name": name or Path(model).name, "model": str(model),
                     "reference": str(reference) if reference else None, "text": source, "n_text_tokens": len(ids)}
-    qmodel = load_model(model, device)
+    qmodel = load_model(model, device, **trust)
     if reference is None:
         res = perplexity(qmodel, ids, protocol, bos, progress).to_dict()
         report.update(ppl=res.pop("ppl"), **res)
     else:
-        ref = load_model(reference, device)
+        ref = load_model(reference, device, **trust)
         res = kl_divergence(qmodel, ref, ids, protocol, bos, progress).to_dict()
         report.update(ppl=res.pop("ppl_quantized"), **res)
     if reference and Path(reference).is_dir():
-        n_params = count_parameters(reference)
+        n_params = count_parameters(reference, **trust)
     else:  # a GGUF file loads dequantized, so its parameters are the 16-bit model's
         n_params = sum(p.numel() for p in qmodel.parameters()) if Path(model).suffix == ".gguf" else None
-    report.update(size_report(model, n_params).to_dict())
+    report.update(size_report(model, n_params, **trust).to_dict())
     return report
 
 

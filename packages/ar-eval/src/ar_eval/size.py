@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ar_core.errors import CheckpointError
+from ar_core.remote_code import remote_code_guard
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".npz")
 
@@ -55,28 +56,30 @@ def tensor_bytes(path: Path) -> int:
     return sum(end - start for start, end in (t["data_offsets"] for t in safetensors_header(path).values()))
 
 
-def meta_model(config_dir: str | Path):
+def meta_model(config_dir: str | Path, trust_remote_code: bool = False):
     """The unquantized CausalLM (or vision-language model) described by `config_dir`/config.json, built on the meta
-    device (no memory)."""
+    device (no memory); the model's own code runs only with `trust_remote_code=True`."""
     from transformers import AutoConfig
 
     from ar_kernels.loading.load import meta_skeleton
 
-    return meta_skeleton(AutoConfig.from_pretrained(config_dir))
+    with remote_code_guard(config_dir, trust_remote_code):
+        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=trust_remote_code)
+        return meta_skeleton(config, trust_remote_code)
 
 
-def count_parameters(config_dir: str | Path) -> int:
+def count_parameters(config_dir: str | Path, trust_remote_code: bool = False) -> int:
     """Parameters of the unquantized model described by `config_dir`/config.json (tied weights counted once)."""
-    return sum(p.numel() for p in meta_model(config_dir).parameters())
+    return sum(p.numel() for p in meta_model(config_dir, trust_remote_code).parameters())
 
 
-def size_report(path: str | Path, n_params: int | None = None) -> SizeReport:
+def size_report(path: str | Path, n_params: int | None = None, trust_remote_code: bool = False) -> SizeReport:
     """Size of the checkpoint at `path`; `n_params` defaults to the count from its config.json when there is one."""
     files = weight_files(path)
     disk = sum(f.stat().st_size for f in files)
     tbytes = sum(tensor_bytes(f) for f in files)
     p = Path(path)
     if n_params is None and p.is_dir() and (p / "config.json").is_file():
-        n_params = count_parameters(p)
+        n_params = count_parameters(p, trust_remote_code)
     bpw = 8 * tbytes / n_params if n_params else None
     return SizeReport(disk, tbytes, n_params, bpw)

@@ -16,6 +16,7 @@ from torch import nn
 
 from ar_core.errors import CheckpointError
 from ar_core.registry import FORMATS
+from ar_core.remote_code import remote_code_guard
 
 from .loading.checkpoint import CheckpointReader
 from .loading.load import find_blocks, meta_skeleton, quantization_config
@@ -26,7 +27,8 @@ from .records import layer_record
 def _meta_model(path: Path, trust_remote_code: bool):
     from transformers import AutoConfig
 
-    return meta_skeleton(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), trust_remote_code)
+    with remote_code_guard(path, trust_remote_code):
+        return meta_skeleton(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), trust_remote_code)
 
 
 def read_records(path: str | Path, model: nn.Module, reader: CheckpointReader) -> tuple[dict, set[str]]:

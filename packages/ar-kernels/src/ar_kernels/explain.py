@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ar_core.errors import CheckpointError, PluginError
+from ar_core.remote_code import remote_code_guard
 from ar_core.scheme import QuantScheme
 
 from .backends import list_backends, select_backend
@@ -37,7 +38,7 @@ def scheme_summary(scheme: QuantScheme) -> str:
     return f"{scheme.data_type} {scheme.bits}-bit {group}{sym}"
 
 
-def _source(path_or_config) -> tuple[Any, dict, list[str]]:
+def _source(path_or_config, trust_remote_code: bool) -> tuple[Any, dict, list[str]]:
     """(transformers config, quantization dict, tensor names from the safetensors headers)."""
     from transformers import AutoConfig
 
@@ -52,7 +53,8 @@ def _source(path_or_config) -> tuple[Any, dict, list[str]]:
         if not (path / "config.json").is_file():
             raise CheckpointError(f"explain: {str(path)!r} has no config.json")
         raw = json.loads((path / "config.json").read_text())
-        config = AutoConfig.from_pretrained(path)
+        with remote_code_guard(path, trust_remote_code):
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
         has_weights = any(path.glob("*.safetensors"))
         names = CheckpointReader(path).keys() if has_weights else []
     q = raw.get("quantization_config") or raw.get("quantization")
@@ -101,15 +103,16 @@ def _layer_row(name: str, plan: LayerPlan | None, shape: tuple[int, int], stored
 
 
 def explain(path_or_config, device: str | torch.device = "cpu", backend: str | None = None,
-            dtype: torch.dtype | None = None) -> list[dict[str, Any]]:
+            dtype: torch.dtype | None = None, trust_remote_code: bool = False) -> list[dict[str, Any]]:
     """One row per Linear layer: scheme summary, on-disk packing, chosen backend, reason, rejected backends.
 
     `path_or_config` is a checkpoint directory (config.json and safetensors headers are read, no tensor data) or
     the config.json dict. The skeleton model is built on the meta device. Rows of layers with no backend carry
-    backend None and the selection error as reason; unquantized layers have quantized False.
+    backend None and the selection error as reason; unquantized layers have quantized False. The model's own code
+    (config.json auto_map) runs only with `trust_remote_code=True`.
     """
-    config, q, names = _source(path_or_config)
-    model = meta_skeleton(config)
+    config, q, names = _source(path_or_config, trust_remote_code)
+    model = meta_skeleton(config, trust_remote_code)
     device = device_type(resolve_device(device))
     dtype = dtype or next(p.dtype for p in model.parameters() if p.is_floating_point())
     linears = {n: (m.in_features, m.out_features) for n, m in model.named_modules() if isinstance(m, nn.Linear)}

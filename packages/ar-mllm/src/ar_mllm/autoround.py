@@ -18,6 +18,7 @@ from torch import nn
 from ar_algos import AutoRound
 from ar_algos.config import make_config
 from ar_core.errors import ArError, CheckpointError, field_error
+from ar_core.remote_code import remote_code_guard
 
 from .blocks import find_mllm_blocks, nontext_linears
 from .calib import MAX_IMAGE_TEXT_SEQLEN, image_text_dataset, image_text_samples, needs_image_data, prebuilt_samples
@@ -35,8 +36,12 @@ def load_vlm(path: str | Path, dtype: Any = "auto", trust_remote_code: bool = Fa
     if not (folder / "config.json").is_file():
         raise field_error(CheckpointError, "model", str(path), "a model directory with config.json")
     try:
-        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code)
-        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+        with remote_code_guard(folder, trust_remote_code):
+            model = AutoModelForImageTextToText.from_pretrained(folder, dtype=dtype,
+                                                                trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except CheckpointError:
+        raise
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"cannot load vision-language model {str(path)!r}: {exc}") from exc
     try:

@@ -28,8 +28,8 @@ def smol_llava(seed: int = 0, image_size: int = 224, patch_size: int = 32):
     from ar_algos.models import embedded_model_path
 
     folder = embedded_model_path("smollm2-135m")
-    tokenizer = tf.AutoTokenizer.from_pretrained(folder)
-    text = tf.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    tokenizer = tf.AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    text = tf.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32, trust_remote_code=False)
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
     vision = tf.CLIPVisionConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                                  image_size=image_size, patch_size=patch_size)

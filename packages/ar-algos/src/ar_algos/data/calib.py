@@ -13,7 +13,7 @@ import torch.utils.data
 from ar_core.errors import ArError, DataError, field_error
 
 from .samples import token_samples
-from .sources import hub_offline, local_path_kind, resolve_source
+from .sources import LocalFile, hub_offline, hub_reachable, local_path_kind, resolve_source
 from .spec import DatasetSpec, parse_dataset_spec
 
 log = logging.getLogger("ar_algos.data")
@@ -23,8 +23,9 @@ OFFLINE_DEFAULT = "wiki"
 
 
 def default_dataset() -> str:
-    """The default calibration dataset: NeelNanda/pile-10k when the hub may be used, "wiki" in offline mode."""
-    return OFFLINE_DEFAULT if hub_offline() else ONLINE_DEFAULT
+    """The default calibration dataset: NeelNanda/pile-10k when the hub may be used and answers, "wiki" in offline
+    mode or when the hub cannot be reached (`hub_reachable`, asked once)."""
+    return OFFLINE_DEFAULT if hub_offline() or not hub_reachable() else ONLINE_DEFAULT
 
 
 def _check_int(field: str, value: Any, low: int) -> int:
@@ -46,6 +47,20 @@ def allocate(available: list[int], nums: list[int | None], nsamples: int) -> lis
         take[i] = min(share, available[i])
         rest -= take[i]
     return take
+
+
+def check_dataset(dataset: Any) -> None:
+    """Checks of a dataset spec string or path that need no tokenizer and no network, run before a model is loaded:
+    the spec parses, every name is known, and every local file exists, is UTF-8 and holds documents with a usable
+    field (DataError otherwise). Other dataset values (lists, DataLoaders) are checked when used."""
+    if not isinstance(dataset, (str, Path)):
+        return
+    text = str(dataset)
+    specs = [DatasetSpec(text)] if local_path_kind(text) == "file" else parse_dataset_spec(text)
+    for spec in specs:
+        source = resolve_source(spec)
+        if isinstance(source, LocalFile):
+            source.documents(spec)
 
 
 def _spec_samples(tokenizer, specs: list[DatasetSpec], nsamples: int, seqlen: int, seed: int) -> list[list[int]]:
@@ -169,8 +184,12 @@ def get_calibration_data(tokenizer, dataset=None, nsamples: int = 128, seqlen: i
     seed = _check_int("seed", seed, 0)
     if dataset is None:
         dataset = default_dataset()
-        log.info("calibration dataset not given; using %r (%s)", dataset,
-                 "offline mode" if dataset == OFFLINE_DEFAULT else "online default")
+        if dataset == OFFLINE_DEFAULT and not hub_offline():
+            log.warning("calibration dataset not given and the Hugging Face hub cannot be reached: using %r (pass "
+                        "dataset= / --dataset to choose)", dataset)
+        else:
+            log.info("calibration dataset not given; using %r (%s)", dataset,
+                     "offline mode" if dataset == OFFLINE_DEFAULT else "online default")
         try:
             pairs = _pairs(tokenizer, dataset, nsamples, seqlen, seed)
         except ArError as exc:

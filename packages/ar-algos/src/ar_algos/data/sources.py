@@ -7,9 +7,12 @@ A source turns a `DatasetSpec` into a list of documents. A document is a string,
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import socket
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,6 +34,20 @@ def hub_offline() -> bool:
     return any(os.environ.get(k, "").strip().lower() in _TRUTHY for k in names)
 
 
+@functools.lru_cache(maxsize=1)
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the Hugging Face hub (HF_ENDPOINT, default huggingface.co:443) opens within
+    `timeout` seconds; asked once per process, so an offline machine learns it at once instead of after the hub
+    client's retries."""
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _document(item: Any, where: str) -> Any:
     """One document from a JSON item: a string, a conversation, or a dict holding either."""
     if isinstance(item, str):
@@ -43,7 +60,8 @@ def _document(item: Any, where: str) -> Any:
                 return _document(item[key], where)
         if len(item) == 1:
             return _document(next(iter(item.values())), where)
-        raise DataError(f"{where}: an item with keys {sorted(item)[:8]} has no 'text' or 'messages' field")
+        raise DataError(f"{where}: an item with keys {sorted(item)[:8]} has no 'text' or 'messages' field; allowed: "
+                        "strings, or dicts with 'text', 'messages', 'conversations' or 'input_ids'")
     raise DataError(f"{where}: items must be strings, conversations or dicts with 'text'; got {type(item).__name__}")
 
 
@@ -58,14 +76,20 @@ def read_local_file(path: Path) -> list[Any]:
         raise DataError(f"calibration file {str(path)!r} has suffix {path.suffix!r}; allowed: "
                         f"{', '.join(LOCAL_SUFFIXES)}")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"calibration file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                        "save it as UTF-8") from None
+    except OSError as exc:
+        raise DataError(f"cannot read calibration file {str(path)!r}: {exc}") from exc
+    try:
         if path.suffix.lower() == ".txt":
             return [block.strip() for block in text.split("\n\n") if block.strip()]
         if path.suffix.lower() == ".jsonl":
             items = [json.loads(line) for line in text.splitlines() if line.strip()]
         else:
             items = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except json.JSONDecodeError as exc:
         raise DataError(f"cannot read calibration file {str(path)!r}: {exc}") from exc
     if isinstance(items, dict):
         items = list(items.values())
@@ -194,7 +218,11 @@ class LocalFile:
         """The file's documents (split does not apply to files)."""
         if spec.split is not None:
             raise DataError(f"dataset {spec.name!r}: split= applies to hub datasets only, not to local files")
-        return read_local_file(self.path)
+        docs = read_local_file(self.path)
+        if not docs:
+            raise DataError(f"calibration file {str(self.path)!r} is empty: it holds no documents; allowed: "
+                            "a .txt file with text, or a .json/.jsonl file of strings or {\"text\": ...} items")
+        return docs
 
 
 def local_path_kind(name: str) -> str | None:

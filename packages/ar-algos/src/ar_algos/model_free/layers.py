@@ -47,13 +47,15 @@ class Layout:
 
 
 def describe(ckpt: Checkpoint, use_meta: bool = True) -> Layout:
-    """The layout of `ckpt`: from a meta-device model when possible (and `use_meta`), else from tensor shapes."""
+    """The layout of `ckpt`: from a meta-device model when possible (and `use_meta`), else from tensor shapes.
+    A model's own code (config.json auto_map) never runs here: such a model is described from its tensors."""
     if use_meta:
         try:
             return _from_meta(ckpt)
         except Exception as exc:  # unknown architecture or custom code: names and shapes still work
+            why = "model-free mode does not run a model's own code" if "trust_remote_code" in str(exc) else exc
             log.warning("model-free: cannot build %s on the meta device (%s); using tensor names and shapes",
-                        ckpt.config.get("architectures"), exc)
+                        ckpt.config.get("architectures"), why)
     return _from_shapes(ckpt)
 
 
@@ -65,9 +67,9 @@ def _from_meta(ckpt: Checkpoint) -> Layout:
     from ..moe import unfuse_experts
     from ..plan import layer_infos
 
-    config = AutoConfig.from_pretrained(str(ckpt.path))
+    config = AutoConfig.from_pretrained(str(ckpt.path), trust_remote_code=False)
     with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
     unfuse_experts(model)
     blocks = find_blocks(model)
     lm_head = find_lm_head(model, blocks)
@@ -118,7 +120,7 @@ def source_config(path: Path, raw: dict) -> dict:
     try:
         from transformers import AutoConfig
 
-        return AutoConfig.from_pretrained(str(path)).to_dict()
+        return AutoConfig.from_pretrained(str(path), trust_remote_code=False).to_dict()
     except (ValueError, KeyError, OSError):
         return dict(raw)
 

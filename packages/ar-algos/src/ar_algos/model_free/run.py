@@ -11,6 +11,7 @@ describes the layers) and never holds a whole output shard.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ar_core.registry import FORMATS
 from ar_core.scheme import QuantScheme
 
 from ..config import make_config
+from ..preflight import plan_notes
 from ..run_info import run_info
 from .context import ShapeContext
 from .layers import Layout, describe_apart
@@ -34,6 +36,7 @@ from .output import copy_side_files, write_tensors
 from .source import TORCH_DTYPES, Checkpoint, read_checkpoint
 from .worker import ShardTask, describe_layers, run_tasks, start_workers, task_path
 
+log = logging.getLogger("ar_algos.model_free")
 SUPPORTED = "int weight-only with bits 2/4/8 (sym or asym, any group size), MXFP4/MXFP8 (mx_fp, group 32) or 16-bit"
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 
@@ -128,6 +131,8 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     ckpt, layout, plan, config = _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta)
     _check_schemes(plan)
     writer.check({n: s for n, s in plan.schemes().items() if s.is_quantized})
+    for note in plan_notes(layout.layers, plan):
+        log.warning(note)
     layers = [(x.name, plan.entries[x.name].scheme, (x.out_features, x.in_features)) for x in layout.layers]
     ctx = ShapeContext(layers, regular_run_info(), torch.float32)
     for name, qt in ctx.quantized.items():

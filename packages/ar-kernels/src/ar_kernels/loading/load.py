@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ar_core.errors import CheckpointError
+from ar_core.remote_code import remote_code_guard
 from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
@@ -148,7 +149,8 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     groups = (q.get("config_groups") or {}).values()
     if int(q.get("act_bits") or 16) < 16 or any(g.get("input_activations") for g in groups):
         log.warning("%s: activation quantization is not simulated; layers multiply unquantized activations", path)
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with remote_code_guard(path, trust_remote_code):
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     device = resolve_device(device)
     dtype = dtype or getattr(config, "dtype", None) or torch.float32
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
