@@ -83,3 +83,38 @@ def test_api_spellings_and_tuning_write_llama_cpp_types(tmp_path, scheme, fmt):
     assert file_types(tmp_path / "out") == tiny_expected("q4_k_m")
     assert ar.records["model.layers.3.self_attn.v_proj"].scheme.bits == 6
     assert "per-tensor rule" in ar.plan.entries["model.layers.7.mlp.down_proj"].reason
+
+
+# SmolLM2-135M: 30 layers, hidden 576 (no 256-block: attn_*, ffn_gate/up fall back), MLP 1536 (ffn_down keeps
+# k-quants), 9 query heads on 3 KV heads (n_gqa 3), tied embeddings (one token_embd in the output type: q6_k at width
+# 576 -> q8_0, no output tensor). use_more_bits of 30 layers: i < 3, i >= 26, or (i - 3) % 3 == 2.
+SMOL_MORE = (0, 1, 2, 5, 8, 11, 14, 17, 20, 23, 26, 27, 28, 29)
+# mix -> (type of every other weight, {role: (type, upgraded type, upgraded layers)})
+SMOL_TABLE = {
+    "q4_k_m": ("Q5_0", {"attn_v": ("Q5_0", "Q8_0", SMOL_MORE), "ffn_down": ("Q4_K", "Q6_K", SMOL_MORE)}),
+    "q4_k_s": ("Q5_0", {"attn_v": ("Q5_0", "Q5_1", (0, 1, 2, 3)), "ffn_down": ("Q4_K", "Q5_K", (0, 1, 2))}),
+    "q3_k_m": ("Q4_0", {"attn_v": ("Q5_0", "Q5_1", (0, 1)), "ffn_down": ("Q4_K", "Q5_K", (0,)),
+                        "attn_output": ("Q5_0", "Q5_0", ())}),
+    "q2_k_s": ("Q4_0", {"ffn_down": ("Q2_K", "Q4_K", (0, 1, 2))}),
+}
+
+
+def smol_expected(mix: str) -> dict[str, str]:
+    """GGUF tensor name -> ggml type name llama.cpp picks for SmolLM2-135M under `mix`."""
+    rest, roles = SMOL_TABLE[mix]
+    out = {"token_embd.weight": "Q8_0"}
+    for i in range(30):
+        for role in ROLES:
+            plain, upgraded, layers = roles.get(role, (rest, rest, ()))
+            out[f"blk.{i}.{role}.weight"] = upgraded if i in layers else plain
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mix", list(SMOL_TABLE))
+def test_ar_quantize_smollm2_writes_llama_cpp_types(tmp_path, mix):
+    out = tmp_path / "out"
+    assert main(["quantize", "smollm2-135m", "--format", f"gguf:{mix}", "--iters", "0", "--disable_opt_rtn",
+                 "--output_dir", str(out)]) == 0
+    types = file_types(out)
+    assert len(types) == 211 and types == smol_expected(mix)

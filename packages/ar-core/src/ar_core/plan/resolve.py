@@ -36,8 +36,9 @@ def resolve_plan(layers: list[LayerInfo], scheme: QuantScheme | str | Mapping[st
        lm_head included; source stays "default".
     4. Embeddings are quantized only for GGUF; lm_head (`lm_head_name`, else the last non-embedding layer outside
        the blocks) only with quant_lm_head=True, a layer_config hit, or GGUF (which defaults it to q6_k, or to the
-       base type for q8_0). Quantizing lm_head with tied embeddings is refused outside GGUF. Other layers outside
-       the blocks stay 16-bit; layers inside get the default scheme.
+       base type for q8_0; a head tied to the embeddings stays 16-bit here unless quant_lm_head=True: the GGUF file
+       stores the pair once, as token_embd in the output type). Quantizing lm_head with tied embeddings is refused
+       outside GGUF. Other layers outside the blocks stay 16-bit; layers inside get the default scheme.
     5. Shape rules (`shapes.shape_fallback`) replace what a layer cannot hold; each change is listed in
        `Plan.fallbacks` and source becomes "fallback". Members of a fused_group follow a member forced to 16-bit.
     A scheme that none of the layers asking for it can hold as asked (all fell back) raises LayerConfigError, as do (with strict=True)
@@ -190,6 +191,9 @@ def _requested(layer: LayerInfo, plan: Plan, default: QuantScheme, user: dict[st
             return LayerPlan(_gguf_output(default), "default", "GGUF tied embeddings use the output type")
         return LayerPlan(default, "default", "GGUF embeddings use the base type")
     if n == plan.lm_head:
+        if gguf and tied and not quant_lm_head:
+            return LayerPlan(KEEP_16BIT, "default", "tied to the input embeddings: GGUF stores them once, as "
+                             "token_embd in the output tensor type (llama.cpp), not as a tuned lm_head")
         if gguf:
             return LayerPlan(_gguf_output(default), "default", "GGUF output tensor type")
         if quant_lm_head:
