@@ -8,8 +8,8 @@
    `--imatrix_file` a file made by `llama-imatrix` is used instead. Q2_K_S requires an imatrix in llama.cpp, so its
    run without one uses the Q2_K mix (more bits on attn_v/attn_output/ffn_down); mix q2_k compares Q2_K both ways.
 3. Ours writes the same mixes with `ar_export.gguf.write_gguf`: optimized RTN (no imatrix, and weighted by the same
-   imatrix) and SignRound (`ar_algos.AutoRound`, iters > 0, per-layer schemes from `layer_schemes` so every record
-   has the file's ggml type) on the same calibration tokens.
+   imatrix) and SignRound (`ar_algos.AutoRound` with scheme GGUF:<mix>, iters > 0, whose layer plan takes the mix's
+   per-tensor types from the writer's own planner, as `ar quantize` does) on the same calibration tokens.
 4. Every file is read back with `ar_export.gguf.read_tensors`, dequantized into the HF model and scored by the same
    evaluator (`ar_eval.kl_divergence`) against the 16-bit model on the same held-out wiki test windows: perplexity,
    KL divergence, top-1 agreement; bits per weight count the 2-D weights as stored.
@@ -146,15 +146,10 @@ def read_imatrix_file(path: str) -> dict[str, np.ndarray]:
 def signround_records(model, tokenizer, samples: list[dict], mix: str, args: argparse.Namespace) -> dict:
     """SignRound records of every linear of a copy of `model`, each tuned in its ggml type under `mix`."""
     from ar_algos import AutoRound
-    from ar_algos.blocks import find_linears
-    from ar_export.gguf import layer_schemes
 
-    linears = find_linears(model)
-    schemes = {name: s for name, s in layer_schemes(model, mix).items() if name in linears}
-    ar = AutoRound(copy.deepcopy(model), tokenizer=tokenizer, scheme=f"GGUF:{mix.upper()}",
-                   layer_config=schemes, samples=samples, iters=args.iters,
-                   nsamples=args.nsamples, seqlen=args.seqlen, batch_size=args.batch_size, seed=args.seed,
-                   device="cpu", verbose=False)
+    ar = AutoRound(copy.deepcopy(model), tokenizer=tokenizer, scheme=f"GGUF:{mix.upper()}", samples=samples,
+                   iters=args.iters, nsamples=args.nsamples, seqlen=args.seqlen, batch_size=args.batch_size,
+                   seed=args.seed, device="cpu", verbose=False)
     return ar.quantize()[1]
 
 

@@ -252,11 +252,30 @@ def test_gguf_smollm2_kquant_fallback_chain():
     assert s["model.layers.0.mlp.down_proj"] == gguf_scheme("q4_k_m")  # 1536 = 6 * 256
     # tied embeddings serve as the output tensor: q6_k, which falls back to q8_0 at width 576
     assert plan.entries["model.embed_tokens"].scheme == gguf_scheme("q8_0")
-    assert plan.entries["lm_head"].scheme == gguf_scheme("q8_0")
-    assert len(plan.fallbacks) == 2 * 6 + 2
+    head = plan.entries["lm_head"]  # not tuned apart (that would untie it and store a second copy)
+    assert not head.scheme.is_quantized and "token_embd" in head.reason
+    assert len(plan.fallbacks) == 2 * 6 + 1
     untied = resolve_plan(smollm2(), "gguf:q4_k_m")
     assert untied.entries["model.embed_tokens"].scheme == gguf_scheme("q5_0")
     assert resolve_plan(smollm2(), "gguf:q8_0").entries["lm_head"].scheme == gguf_scheme("q8_0")
+
+
+def test_rule_schemes_replace_the_default_keep_shape_fallbacks_and_lose_to_user_entries():
+    q6 = gguf_scheme("q6_k")
+    rules = {"model.layers.0.self_attn.v_proj": q6, "model.layers.0.mlp.down_proj": q6,
+             "model.layers.1.mlp.down_proj": q6, "model.layers.1.self_attn.o_proj": gguf_scheme("q4_k_m")}
+    plan = resolve_plan(smollm2(), "gguf:q4_k_m", tied_embeddings=True, rule_schemes=rules,
+                        layer_config={"model.layers.1.mlp.down_proj": "gguf:q3_k"})
+    down0 = plan.entries["model.layers.0.mlp.down_proj"]
+    assert down0.scheme == q6 and down0.source == "default"
+    assert "per-tensor rule of gguf:q4_k_m: gguf:q6_k" in down0.reason
+    v0 = plan.entries["model.layers.0.self_attn.v_proj"]  # q6_k asked, 576 wide: llama.cpp's q8_0
+    assert v0.scheme == gguf_scheme("q8_0") and v0.source == "fallback" and "per-tensor rule" in v0.reason
+    assert plan.entries["model.layers.1.mlp.down_proj"].scheme == gguf_scheme("q3_k")  # layer_config wins
+    o1 = plan.entries["model.layers.1.self_attn.o_proj"]  # a rule equal to the default changes nothing
+    assert o1.scheme == gguf_scheme("q5_0") and "per-tensor rule" not in o1.reason
+    assert resolve_plan(smollm2(), "gguf:q4_k_m", tied_embeddings=True).schemes() == \
+        resolve_plan(smollm2(), "gguf:q4_k_m", tied_embeddings=True, rule_schemes={}).schemes()
 
 
 def test_gguf_falls_back_to_bf16_when_32_does_not_divide():

@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("gguf")
 
 from ar_core.errors import SchemeError  # noqa: E402
-from ar_export.gguf.mix import check_mix, fallback, tensor_type, use_more_bits  # noqa: E402
+from ar_export.gguf.mix import check_mix, fallback, tensor_type, use_more_bits, wanted_type  # noqa: E402
 
 
 def test_use_more_bits_layers_of_a_32_layer_model():
@@ -29,6 +29,10 @@ def test_gqa_and_expert_rules():
     assert tensor_type("q2_k_s", "blk.0.attn_v.weight", 4096, 32, n_gqa=2) == "q2_k"
     assert tensor_type("q4_k_m", "blk.9.attn_v.weight", 4096, 32, n_expert=8) == "q8_0"
     assert tensor_type("q4_k_m", "blk.0.ffn_down_exps.weight", 4096, 32) == "q6_k"
+    # 8 experts (llama.cpp): attn_k -> q8_0; attn_output -> q5_k only for q2_k, q3_k_s/m, q4_k_s/m
+    assert tensor_type("q4_k_m", "blk.5.attn_k.weight", 4096, 32, n_expert=8) == "q8_0"
+    assert tensor_type("q4_k_m", "blk.5.attn_output.weight", 4096, 32, n_expert=8) == "q5_k"
+    assert tensor_type("q2_k_s", "blk.5.attn_output.weight", 4096, 32, n_expert=8) == "q2_k"
 
 
 @pytest.mark.parametrize("mix,layer,expected", [
@@ -48,6 +52,12 @@ def test_output_and_embedding():
     assert tensor_type("q3_k_m", "blk.3.attn_output.weight", 4096, 32) == "q4_k"
     assert tensor_type("q4_k_m", "blk.3.attn_qkv.weight", 4096, 32) == "q5_k"
     assert tensor_type("q4_k_m", "blk.3.ffn_gate.weight", 4096, 32) == "q4_k"
+
+
+def test_wanted_type_is_the_rule_before_the_row_fallback():
+    assert wanted_type("q4_k_m", "blk.0.attn_v.weight", 30) == "q6_k"
+    assert tensor_type("q4_k_m", "blk.0.attn_v.weight", 576, 30) == "q8_0"
+    assert wanted_type("q4_k_m", "token_embd.weight", 30, tied=True) == "q6_k"
 
 
 def test_row_fallbacks():

@@ -19,7 +19,8 @@ UserHit = tuple[QuantScheme, bool, str | None]  # scheme, fixed_by_user, pattern
 def resolve_plan(layers: list[LayerInfo], scheme: QuantScheme | str | Mapping[str, Any] = "W4A16",
                  layer_config: Mapping[str, Any] | None = None, ignore_layers: str | list[str] | None = None,
                  quant_lm_head: bool = False, tied_embeddings: bool = False, lm_head_name: str | None = None,
-                 format: str | None = None, strict: bool = True) -> Plan:
+                 format: str | None = None, strict: bool = True,
+                 rule_schemes: Mapping[str, QuantScheme] | None = None) -> Plan:
     """Resolve the scheme of every layer in `layers` (model order) and explain each choice.
 
     Precedence, highest first:
@@ -30,10 +31,14 @@ def resolve_plan(layers: list[LayerInfo], scheme: QuantScheme | str | Mapping[st
        are kept in `Plan.regex_config`.
     3. MoE routers (is_router, names ending in 'shared_expert_gate', or '.gate' in a model with experts) stay
        16-bit ("predefined"); only an exact-name layer_config key overrides this.
+    3b. `rule_schemes` (layer name -> scheme; a format's own per-tensor rules, e.g. a GGUF mix's llama.cpp upgrades
+       of attn_v / ffn_down from `FORMATS['gguf'].layer_rules`) replace the default scheme of the layers they name,
+       lm_head included; source stays "default".
     4. Embeddings are quantized only for GGUF; lm_head (`lm_head_name`, else the last non-embedding layer outside
        the blocks) only with quant_lm_head=True, a layer_config hit, or GGUF (which defaults it to q6_k, or to the
-       base type for q8_0). Quantizing lm_head with tied embeddings is refused outside GGUF. Other layers outside
-       the blocks stay 16-bit; layers inside get the default scheme.
+       base type for q8_0; a head tied to the embeddings stays 16-bit here unless quant_lm_head=True: the GGUF file
+       stores the pair once, as token_embd in the output type). Quantizing lm_head with tied embeddings is refused
+       outside GGUF. Other layers outside the blocks stay 16-bit; layers inside get the default scheme.
     5. Shape rules (`shapes.shape_fallback`) replace what a layer cannot hold; each change is listed in
        `Plan.fallbacks` and source becomes "fallback". Members of a fused_group follow a member forced to 16-bit.
     A scheme that none of the layers asking for it can hold as asked (all fell back) raises LayerConfigError, as do (with strict=True)
@@ -51,8 +56,10 @@ def resolve_plan(layers: list[LayerInfo], scheme: QuantScheme | str | Mapping[st
     routers = _routers(layers)
     if plan.lm_head not in ignored:
         _check_lm_head(plan.lm_head, quant_lm_head, user, tied_embeddings, gguf, strict)
-    requested = {layer.name: _requested(layer, plan, default, user, ignored, routers, quant_lm_head,
-                                        tied_embeddings, gguf, strict) for layer in layers}
+    rules = dict(rule_schemes or {})
+    requested = {layer.name: _with_rule(_requested(layer, plan, default, user, ignored, routers, quant_lm_head,
+                                                   tied_embeddings, gguf, strict), rules.get(layer.name), default)
+                 for layer in layers}
     _apply_shapes(layers, requested, gguf, plan)
     _follow_fused(layers, plan)
     plan.fallbacks = [(n, e.reason) for n, e in plan.entries.items() if e.source == "fallback"]
@@ -184,6 +191,9 @@ def _requested(layer: LayerInfo, plan: Plan, default: QuantScheme, user: dict[st
             return LayerPlan(_gguf_output(default), "default", "GGUF tied embeddings use the output type")
         return LayerPlan(default, "default", "GGUF embeddings use the base type")
     if n == plan.lm_head:
+        if gguf and tied and not quant_lm_head:
+            return LayerPlan(KEEP_16BIT, "default", "tied to the input embeddings: GGUF stores them once, as "
+                             "token_embd in the output tensor type (llama.cpp), not as a tuned lm_head")
         if gguf:
             return LayerPlan(_gguf_output(default), "default", "GGUF output tensor type")
         if quant_lm_head:
@@ -192,6 +202,13 @@ def _requested(layer: LayerInfo, plan: Plan, default: QuantScheme, user: dict[st
     if not layer.in_block:
         return LayerPlan(KEEP_16BIT, "default", "outside the quantized blocks")
     return LayerPlan(default, "default", "default scheme")
+
+
+def _with_rule(want: LayerPlan, rule: QuantScheme | None, default: QuantScheme) -> LayerPlan:
+    """`want` with its built-in default replaced by the format's per-tensor rule for this layer, if any."""
+    if rule is None or want.source != "default" or not want.scheme.is_quantized or rule == want.scheme:
+        return want
+    return LayerPlan(rule, "default", f"per-tensor rule of {_describe(default)}: {_describe(rule)}")
 
 
 def _gguf_output(default: QuantScheme) -> QuantScheme:

@@ -8,11 +8,11 @@ which the FORMATS registry turns into that install hint.
 import gguf  # noqa: F401  (fail early with ImportError when the extra is not installed)
 
 from .format import FORMAT, GGUFFormat
-from .mix import check_mix, tensor_type, use_more_bits
+from .mix import check_mix, tensor_type, use_more_bits, wanted_type
 from .reader import read_tensors
 from .writer import (GGUFTensor, dequantized_state_dict, export_tensors, layer_schemes, layer_types, quantize_rows,
-                     record_type, write_gguf, write_tensors)
+                     record_type, rule_schemes, write_gguf, write_tensors)
 
 __all__ = ["FORMAT", "GGUFFormat", "GGUFTensor", "check_mix", "dequantized_state_dict", "export_tensors",
-           "layer_schemes", "layer_types", "quantize_rows", "read_tensors", "record_type", "tensor_type",
-           "use_more_bits", "write_gguf", "write_tensors"]
+           "layer_schemes", "layer_types", "quantize_rows", "read_tensors", "record_type", "rule_schemes",
+           "tensor_type", "use_more_bits", "wanted_type", "write_gguf", "write_tensors"]

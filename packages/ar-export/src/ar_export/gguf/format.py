@@ -13,7 +13,7 @@ from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
 from .mix import check_mix
-from .writer import record_type, write_gguf
+from .writer import record_type, rule_schemes, write_gguf
 
 
 class GGUFFormat:
@@ -38,6 +38,11 @@ class GGUFFormat:
             if not self.supports(s):
                 raise field_error(SchemeError, f"scheme of layer {name!r}", s.to_dict(),
                                   f"a GGUF type ({sorted(GGUF_TYPES)}); use a GGUF:* preset")
+
+    def layer_rules(self, model: Any, mix: str) -> dict[str, QuantScheme]:
+        """Module name -> the scheme `mix`'s llama.cpp per-tensor rules ask for (before row fallbacks); the layer
+        plan of a GGUF run starts from these (see `ar_export.gguf.writer.rule_schemes`)."""
+        return rule_schemes(model, mix)
 
     def save(self, output_dir: str | Path, model: Any, quantized: dict[str, QuantizedTensor], *,
              tokenizer: Any = None, processor: Any = None, source_dir: str | Path | None = None,

@@ -66,9 +66,12 @@ def _rule(mix: str, role: str, layer: int, n_layers: int, n_gqa: int, n_expert: 
             return "q6_k"
         if mix == "q4_k_s" and layer < n_layers // 8:
             return "q5_k"
+    elif role == "attn_k":
+        if n_expert == 8:
+            return "q8_0"
     elif role == "attn_output":
-        if n_expert == 8 and mix in ("q2_k", "q2_k_s", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m", "q5_k_s", "q5_k_m"):
-            return "q5_k"
+        if n_expert == 8:
+            return "q5_k" if mix in ("q2_k", "q3_k_s", "q3_k_m", "q4_k_s", "q4_k_m") else None
         if mix == "q2_k":
             return "q3_k"
         if mix == "q3_k_m":
@@ -94,20 +97,25 @@ def fallback(qtype: str, row: int) -> str:
     return qtype
 
 
-def tensor_type(mix: str, gguf_name: str, row: int, n_layers: int, n_gqa: int = 1, n_expert: int = 0,
+def wanted_type(mix: str, gguf_name: str, n_layers: int, n_gqa: int = 1, n_expert: int = 0,
                 tied: bool = False) -> str:
-    """ggml type name for one 2-D+ weight called `gguf_name` (e.g. 'blk.3.attn_v.weight') under `mix`."""
+    """ggml type the `mix` rules ask for one 2-D+ weight called `gguf_name` (e.g. 'blk.3.attn_v.weight'), before
+    the row-size fallback; the single per-tensor planner behind both write_gguf and AutoRound's layer plan."""
     mix = check_mix(mix)
     base = GGUF_MIXES[mix]
     stem = gguf_name.removesuffix(".weight")
     if stem == "output" or (stem == "token_embd" and tied):
-        qtype = base if base == "q8_0" else "q6_k"
-    elif stem == "token_embd":
-        qtype = base
-    else:
-        m = _BLOCK.match(stem)
-        layer = int(m.group(1)) if m else 0
-        role = stem[m.end():] if m else stem
-        role = role.removesuffix("_exps")
-        qtype = _rule(mix, role, layer, n_layers, n_gqa, n_expert) or base
-    return fallback(qtype, row)
+        return base if base == "q8_0" else "q6_k"
+    if stem == "token_embd":
+        return base
+    m = _BLOCK.match(stem)
+    layer = int(m.group(1)) if m else 0
+    role = (stem[m.end():] if m else stem).removesuffix("_exps")
+    return _rule(mix, role, layer, n_layers, n_gqa, n_expert) or base
+
+
+def tensor_type(mix: str, gguf_name: str, row: int, n_layers: int, n_gqa: int = 1, n_expert: int = 0,
+                tied: bool = False) -> str:
+    """ggml type stored for one 2-D+ weight called `gguf_name` under `mix`: `wanted_type`, then the fallback for
+    rows of length `row`."""
+    return fallback(wanted_type(mix, gguf_name, n_layers, n_gqa, n_expert, tied), row)

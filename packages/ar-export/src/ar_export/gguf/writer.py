@@ -20,7 +20,7 @@ import torch
 
 from ar_core.errors import CheckpointError, SchemeError, field_error
 from ar_core.pack.gguf import CODECS, KQuant, pack_qtensor, rows_to_float, to_bf16_bits
-from ar_core.presets import GGUF_TYPES, gguf_scheme
+from ar_core.presets import GGUF_MIXES, GGUF_TYPES, gguf_scheme
 from ar_core.qtensor import QuantizedTensor
 from ar_core.quant import quantize
 from ar_core.quant.gguf import FP16_MAX
@@ -28,7 +28,7 @@ from ar_core.quant.gguf_search import search_legacy_sym
 from ar_core.scheme import QuantScheme
 
 from .arch import TensorSpec, get_arch, n_experts, tensor_specs, write_hparams
-from .mix import FILE_TYPES, check_mix, tensor_type
+from .mix import FILE_TYPES, check_mix, fallback, wanted_type
 from .tokenizer import write_special_ids, write_tokenizer
 
 _GGML = {"f32": gguf.GGMLQuantizationType.F32, "f16": gguf.GGMLQuantizationType.F16,
@@ -125,8 +125,8 @@ def encode_tensor(spec: TensorSpec, qtype: str, record: QuantizedTensor | None,
     return GGUFTensor(spec.gguf_name, qtype, data, shape, spec.module)
 
 
-def plan_types(model, mix: str = "q4_k_m") -> Iterator[tuple[TensorSpec, str]]:
-    """(tensor, ggml type chosen by the mix rules) for every tensor of `model`; 1-D tensors get f32."""
+def _wanted_types(model, mix: str) -> Iterator[tuple[TensorSpec, str]]:
+    """(tensor, ggml type the mix rules ask for, before row fallbacks) for every tensor; 1-D tensors get f32."""
     mix = check_mix(mix)
     config = model.config
     n_layers = int(config.num_hidden_layers)
@@ -135,8 +135,24 @@ def plan_types(model, mix: str = "q4_k_m") -> Iterator[tuple[TensorSpec, str]]:
     for spec in tensor_specs(model, get_arch(config)):
         qtype = "f32"
         if spec.tensor.ndim >= 2:
-            qtype = tensor_type(mix, spec.gguf_name, spec.tensor.shape[-1], n_layers, n_gqa, n_experts(config), tied)
+            qtype = wanted_type(mix, spec.gguf_name, n_layers, n_gqa, n_experts(config), tied)
         yield spec, qtype
+
+
+def plan_types(model, mix: str = "q4_k_m") -> Iterator[tuple[TensorSpec, str]]:
+    """(tensor, ggml type chosen by the mix rules, after row fallbacks) for every tensor of `model`; 1-D tensors
+    get f32."""
+    for spec, qtype in _wanted_types(model, mix):
+        yield spec, (fallback(qtype, spec.tensor.shape[-1]) if spec.tensor.ndim >= 2 else qtype)
+
+
+def rule_schemes(model, mix: str) -> dict[str, QuantScheme]:
+    """The scheme of every 2-D weight module that `mix`'s per-tensor rules move off the mix's base type (llama.cpp's
+    upgrades of attn_v, ffn_down, output, ...), before row fallbacks. AutoRound's layer plan starts from these and
+    its shape rules apply the same fallbacks, so every tuned record has the ggml type write_gguf stores."""
+    base = GGUF_MIXES[check_mix(mix)]
+    return {spec.module: gguf_scheme(qtype) for spec, qtype in _wanted_types(model, mix)
+            if spec.tensor.ndim == 2 and qtype != base}
 
 
 def layer_types(model, mix: str = "q4_k_m") -> dict[str, str]:
