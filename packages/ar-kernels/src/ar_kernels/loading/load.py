@@ -15,6 +15,7 @@ from ar_core.errors import CheckpointError
 from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
+from ..qlinear.act import InputQuant
 from . import compressed
 from .auto import from_config
 from .checkpoint import CheckpointReader
@@ -128,13 +129,16 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
         module = cls.from_quantized(qt, tensors.get("bias"), packing)
     else:
         module = cls.from_tensors(tensors, in_features, out_features, scheme, packing, layer=name)
+    if plan.act is not None:
+        module.input_quant = InputQuant.from_tensors(plan.act, tensors, name)
     return module, chosen.name, reason
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", backend: str | None = None,
          dtype: torch.dtype | str | None = None, cache_weight: bool = False, trust_remote_code: bool = False):
     """Load a quantized checkpoint directory into a transformers CausalLM (or vision-language model: the class is
-    picked from the config by `ar_kernels.loading.auto.model_class`) whose Linear layers are QuantLinears.
+    picked from the config by `ar_kernels.loading.auto.model_class`) whose Linear layers are QuantLinears; layers
+    whose config quantizes activations quantize their inputs as the format's consumer does (qlinear.act).
 
     device: "cpu", "cuda", ... or "auto"; backend: a backend name to force (default: best per layer); dtype:
     compute dtype of the model (default: the config's dtype, float32 when absent). `model.ar_backends` maps each
@@ -145,9 +149,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
 
     path = Path(path)
     q = quantization_config(path)
-    groups = (q.get("config_groups") or {}).values()
-    if int(q.get("act_bits") or 16) < 16 or any(g.get("input_activations") for g in groups):
-        log.warning("%s: activation quantization is not simulated; layers multiply unquantized activations", path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     device = resolve_device(device)
     dtype = dtype or getattr(config, "dtype", None) or torch.float32
