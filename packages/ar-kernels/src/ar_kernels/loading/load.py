@@ -121,6 +121,8 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
     if packing in ("pack_quantized", "int_quantized"):
         read = compressed.to_quantized if packing == "pack_quantized" else compressed.int8_to_quantized
         qt, packing = read(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
+        if plan.packing == "int_quantized":  # compressed-tensors holds weight_scale in the model's dtype
+            qt.scale = qt.scale.to(dtype).float()
     scheme = plan.scheme if qt is None else qt.scheme
     chosen, reason = select_backend(scheme, packing, device, in_features, out_features, backend,
                                     layer=name, dtype=dtype)
