@@ -41,7 +41,7 @@ def test_auto_round_act_fields_become_specs(fields, spec):
     assert from_auto_round(fields, "l") == spec
 
 
-@pytest.mark.parametrize("bad, match", [({**CT_W8A8, "symmetric": False}, "asymmetric"),
+@pytest.mark.parametrize("bad, match", [({**CT_FP8_STATIC, "symmetric": False}, "asymmetric"),
                                         ({**CT_W8A8, "strategy": "attn_head"}, "strategy")])
 def test_unsupported_activation_args_raise_naming_the_layer(bad, match):
     with pytest.raises(CheckpointError, match=f"'layer.x'.*{match}|{match}.*'layer.x'"):
@@ -69,6 +69,14 @@ def test_qdq_rules():
     mx = fake_quantize(flat, QuantScheme(bits=4, group_size=32, data_type="mx_fp"))
     torch.testing.assert_close(quantize_input(x, ActSpec("mx_fp", 4, 32, True)), mx.reshape(x.shape))
     assert quantize_input(x.bfloat16(), ActSpec("int", 8, -1, True)).dtype == torch.bfloat16
+    # asymmetric int8 per token (compressed-tensors): scale (max - min) / 255, zero round(-128 - min / scale)
+    lo, hi = x.amin(-1, keepdim=True).clamp(max=0), x.amax(-1, keepdim=True).clamp(min=0)
+    scale = (hi - lo) / 255
+    zero = (-128 - lo / scale).clamp(-128, 127).round()
+    want = ((x / scale + zero).round().clamp(-128, 127) - zero) * scale
+    asym = ActSpec("int", 8, -1, True, True, sym=False)
+    assert from_compressed_tensors({**CT_W8A8, "symmetric": False}, "l") == asym
+    torch.testing.assert_close(quantize_input(x, asym), want, rtol=0, atol=1e-5)
 
 
 def _fp8_static_checkpoint(tmp_path, with_scale=True):

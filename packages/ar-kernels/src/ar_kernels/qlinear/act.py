@@ -1,8 +1,9 @@
 """Input-activation quantization of a QuantLinear: the quantize-dequantize a checkpoint's consumer applies to a
 layer's input before the matmul, so our logits are the consumer's.
 
-    int           symmetric; scale = amax / ((2^b - 1) / 2) per token (group -1), per tensor (0) or per group, codes
-                  clamped to [-2^(b-1), 2^(b-1) - 1] (compressed-tensors' rule); static: the stored input_scale
+    int           scale = amax / ((2^b - 1) / 2) per token (group -1), per tensor (0) or per group, codes clamped to
+                  [-2^(b-1), 2^(b-1) - 1] (compressed-tensors' rule); asymmetric: scale = (max - min) / (2^b - 1),
+                  zero = round(-2^(b-1) - min / scale); static: the stored input_scale (and input_zero_point)
     fp            FP8 E4M3: scale = amax / 448 (dynamic) or the stored input_scale (static); fp8(clamp(x / scale))
     mx_fp(_rceil), mx_int   a dynamic E8M0 scale per 32 inputs (ar_core's MX rules, as auto-round computes them;
                   compressed-tensors rounds the group max to the element mantissa first, so its scale can be 2x)
@@ -44,6 +45,7 @@ class ActSpec:
     group_size: int
     dynamic: bool
     native: bool = False
+    sym: bool = True
 
     @property
     def stored_scale(self) -> str | None:
@@ -55,8 +57,8 @@ class ActSpec:
 
 def _spec(layer: str, data_type: str, bits: int, group_size: Any, dynamic: bool, sym: Any,
           native: bool = False) -> ActSpec:
-    if sym is False:
-        raise CheckpointError(f"layer {layer!r}: asymmetric activation quantization is not supported (symmetric is)")
+    if sym is False and data_type != "int":
+        raise CheckpointError(f"layer {layer!r}: asymmetric {data_type} activations are not supported (int ones are)")
     if isinstance(group_size, (list, tuple)) or not isinstance(group_size, int) or group_size < -1:
         raise CheckpointError(f"layer {layer!r}: activation group_size {group_size!r} is not supported "
                               "(-1 per token, 0 per tensor, or a positive group)")
@@ -68,7 +70,7 @@ def _spec(layer: str, data_type: str, bits: int, group_size: Any, dynamic: bool,
         group_size, dynamic = 32, True
     if data_type == "nv_fp":
         group_size = 16
-    return ActSpec(data_type, bits, group_size, dynamic, native)
+    return ActSpec(data_type, bits, group_size, dynamic, native, sym is not False)
 
 
 def from_compressed_tensors(args: dict | None, layer: str) -> ActSpec | None:
@@ -120,13 +122,19 @@ def _positive(scale: torch.Tensor) -> torch.Tensor:
     return torch.where(scale > 0, scale, torch.full_like(scale, torch.finfo(scale.dtype).eps))
 
 
-def _int_qdq(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None) -> torch.Tensor:
+def _int_qdq(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None,
+             zero: torch.Tensor | None = None) -> torch.Tensor:
     q_min, q_max = -(1 << (spec.bits - 1)), (1 << (spec.bits - 1)) - 1
     g = _grouped(x, spec.group_size)
-    if scale is None:
+    if scale is None and spec.sym:
         scale = g.abs().amax(dim=-1, keepdim=True) / ((q_max - q_min) / 2)
+    elif scale is None:
+        lo = g.amin(dim=-1, keepdim=True).clamp(max=0)
+        scale = _positive((g.amax(dim=-1, keepdim=True).clamp(min=0) - lo) / (q_max - q_min))
+        zero = torch.round((q_min - lo / scale).clamp(q_min, q_max))
     scale = _positive(scale.to(x.dtype))
-    return (torch.round(g / scale).clamp(q_min, q_max) * scale).reshape(x.shape)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device) if zero is None else zero.to(x.dtype)
+    return ((torch.round(g / scale + zero).clamp(q_min, q_max) - zero) * scale).reshape(x.shape)
 
 
 def _fp8_qdq(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None) -> torch.Tensor:
@@ -149,13 +157,15 @@ def _nv_qdq(x: torch.Tensor, spec: ActSpec, stored: torch.Tensor | None) -> torc
     return quantize_fp4(g.float(), block, gs)[1].reshape(x.shape)
 
 
-def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = None) -> torch.Tensor:
+def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = None,
+                   zero: torch.Tensor | None = None) -> torch.Tensor:
     """Quantize-dequantize activations `x` ([..., K]) by `spec`; `scale` is the stored static scale (input_scale,
-    or input_global_scale for NVFP4), None for dynamic specs. Returned in x's dtype."""
+    or input_global_scale for NVFP4) and `zero` a static int zero point, None for dynamic specs. Returned in x's
+    dtype."""
     flat = x.reshape(-1, x.shape[-1])
     scale = None if scale is None else scale.to(flat.device)
     if spec.data_type == "int":
-        out = _int_qdq(flat, spec, scale)
+        out = _int_qdq(flat, spec, scale, None if zero is None else zero.to(flat.device))
     elif spec.data_type == "fp":
         out = _fp8_qdq(flat, spec, scale)
     elif spec.data_type == "nv_fp":
@@ -169,15 +179,17 @@ def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = 
 class InputQuant(nn.Module):
     """Applies `quantize_input` with a spec and its static scale (a buffer, so it follows the layer's device)."""
 
-    def __init__(self, spec: ActSpec, scale: torch.Tensor | None = None):
+    def __init__(self, spec: ActSpec, scale: torch.Tensor | None = None, zero: torch.Tensor | None = None):
         super().__init__()
         self.spec = spec
+        self.register_buffer("zero", None if zero is None else zero.detach().float().reshape(-1).clone(),
+                             persistent=False)
         self.register_buffer("scale", None if scale is None else scale.detach().float().reshape(-1).clone(),
                              persistent=False)  # read from the layer's input_scale / input_global_scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x quantized and dequantized as the checkpoint's consumer does."""
-        return quantize_input(x, self.spec, self.scale)
+        return quantize_input(x, self.spec, self.scale, self.zero)
 
     def extra_repr(self) -> str:
         s = self.spec
@@ -197,4 +209,5 @@ class InputQuant(nn.Module):
         if value.numel() != 1 or not bool(value.reshape(()) > 0) or not torch.isfinite(value).all():
             raise CheckpointError(f"layer {layer!r}: {name} is {value.flatten()[:4].tolist()}, expected one positive "
                                   "finite value (per-tensor static scale)")
-        return cls(spec, value)
+        zero = tensors.get("input_zero_point") if spec.data_type == "int" and not spec.sym else None
+        return cls(spec, value, zero)
