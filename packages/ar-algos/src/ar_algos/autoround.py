@@ -17,6 +17,7 @@ from ar_core.presets import parse_scheme
 from ar_core.qtensor import QuantizedTensor
 from ar_core.registry import FORMATS
 
+from .act_max import any_needs_act_max, needs_act_max
 from .autoscheme import AutoScheme
 from .blocks import find_blocks, find_linears, find_lm_head, get_module, select_blocks
 from .capture import ready_samples
@@ -202,6 +203,9 @@ class AutoRound:
             raise field_error(ArError, "tokenizer", None, f"a tokenizer (algorithm {name!r} "
                               f"{'with AutoScheme ' if self.search else ''}needs calibration text), or dataset= as "
                               "token-id samples, samples= as model inputs, or recipe='rtn'")
+        if needs_act_max(self.scheme) and no_data:
+            raise field_error(ArError, "tokenizer", None, "a tokenizer (the static activation scales of this scheme "
+                              "are calibrated on text), or dataset= as token-id samples, or samples= as model inputs")
         if self.search is not None:
             self._layer_args["layer_config"] = self.search.search(self.model, self.tokenizer, samples=self.samples,
                                                                   dataset=self.dataset, **self._layer_args)
@@ -223,7 +227,7 @@ class AutoRound:
         return build_plan(self.model, self.block_names, self.lm_head, self.scheme, format=format, **self._layer_args)
 
     def _samples(self) -> list[dict] | None:
-        if not self.cfg.calibrated and not needs_data(self.rotation):
+        if not self.cfg.calibrated and not needs_data(self.rotation) and not any_needs_act_max(self.plan.schemes()):
             return None
         if self.samples is not None:
             return self.samples

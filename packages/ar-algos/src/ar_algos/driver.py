@@ -18,6 +18,7 @@ from torch import nn
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
+from .act_max import any_needs_act_max, attach_act_max, collect_act_max, needs_act_max, static_layers
 from .blocks import find_linears, get_module, weight_of, write_weight
 from .awq import awq_block
 from .capture import BlockGroup, BlockInputs, capture_block_inputs, capture_head_inputs, forward_all, kwargs_to
@@ -91,7 +92,7 @@ def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[
         progress.note(f"resuming at block {start + 1}/{len(groups)} from {work.path}" if start < len(groups) else
                       f"all {len(groups)} blocks are done in {work.path}; resuming with the layers outside them")
     inputs, q, fp = None, None, None
-    if cfg.calibrated:
+    if cfg.calibrated or any_needs_act_max(job.schemes):
         inputs = capture_block_inputs(model, job.block_names, job.samples)
         cache_dev = "cpu" if cfg.low_gpu_mem_usage else dmap.main
         inputs = inputs.to(cache_dev)
@@ -126,23 +127,25 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
         dev = module_device(block)
         awq_block(block, fp, lambda idx: kwargs_to(inputs.kwargs(index, idx), dev), schemes, n_grid=cfg.awq_n_grid,
                   duo_scaling=cfg.awq_duo_scaling, clip=cfg.awq_clip, batch_size=bs, mask=inputs.mask)
-    if cfg.algorithm != "signround":  # opt-RTN, or plain RTN after AWQ
+    if cfg.algorithm != "signround":  # opt-RTN, or plain RTN (after AWQ, or for static activation scales)
         stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.algorithm == "opt-rtn" else nullcontext()
-        with stats as imatrix:
+        with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
             fp_of_q = forward_all(block, inputs, index, q, bs)
         result = BlockResult(rtn_layers(layers, schemes, imatrix))
+        attach_act_max(result.records, act_max)
         if not cfg.enable_quanted_input:
             return result, fp_of_q, fp_of_q
         q_next = forward_all(block, inputs, index, q, bs)
         result.loss_after = masked_mse(q_next, fp_of_q, inputs.mask).item()
         return result, q_next, q_next
     stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.start_from_opt_rtn else nullcontext()
-    with stats as imatrix:
+    with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
         fp_out = forward_all(block, inputs, index, fp, bs)
     source = q if cfg.enable_quanted_input else fp
     result = signround_block(block, layers, schemes, source, lambda idx: fp_out[idx],
                              lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index,
                              imatrix=imatrix)
+    attach_act_max(result.records, act_max)
     if not cfg.enable_quanted_input:
         return result, fp_out, fp_out
     return result, forward_all(block, inputs, index, q, bs), fp_out
@@ -166,12 +169,16 @@ def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | No
     head = get_module(model, job.lm_head)
     home = head.weight.device
     head.to(job.device)
-    if inputs is None or cfg.algorithm == "rtn":
+    if inputs is None or (cfg.algorithm == "rtn" and not needs_act_max(head_scheme)):
         result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
     else:
         x = capture_head_inputs(model, job.block_names, job.lm_head, q, job.samples)
         x = x.to(inputs.hidden.device)
-        result = _quantize_head(head, head_scheme, x, inputs.mask, cfg)
+        if cfg.algorithm == "rtn":
+            result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
+        else:
+            result = _quantize_head(head, head_scheme, x, inputs.mask, cfg)
+        attach_act_max(result.records, {"": x.abs().max().float().cpu()})
     head.to(home)
     records.update(_prefixed(result.records, job.lm_head))
     progress.note(f"{job.lm_head}  loss {fmt_loss(result.loss_before)} -> {fmt_loss(result.loss_after)}  "

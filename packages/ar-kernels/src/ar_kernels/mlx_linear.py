@@ -33,6 +33,7 @@ class MLXNativeLinear(MLXLinear):
         """y = x @ W^T (+ bias) via mx.quantized_matmul."""
         import mlx.core as mx
 
+        x = self.quantized_input(x)
         np_dtype = _NP.get(x.dtype, np.float32)
         w, s, b = self._mx_params(np_dtype)
         xin = mx.array(x.detach().reshape(-1, self.in_features).cpu().float().numpy().astype(np_dtype))

@@ -28,6 +28,7 @@ class TritonGPTQLinear(GPTQLinear):
             return super().forward(x)
         from .triton_kernels import gptq_matmul
 
+        x = self.quantized_input(x)
         flat = x.reshape(-1, self.in_features)
         y = gptq_matmul(flat, self.qweight, self.scales, self.qzeros, self.scheme.bits, self.group_size,
                         self.packing == "gptq")

@@ -16,6 +16,7 @@ from ar_core.remote_code import remote_code_guard
 from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
+from ..qlinear.act import InputQuant
 from . import compressed
 from .auto import from_config
 from .checkpoint import CheckpointReader
@@ -121,6 +122,8 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
     if packing in ("pack_quantized", "int_quantized"):
         read = compressed.to_quantized if packing == "pack_quantized" else compressed.int8_to_quantized
         qt, packing = read(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
+        if plan.packing == "int_quantized":  # compressed-tensors holds weight_scale in the model's dtype
+            qt.scale = qt.scale.to(dtype).float()
     scheme = plan.scheme if qt is None else qt.scheme
     chosen, reason = select_backend(scheme, packing, device, in_features, out_features, backend,
                                     layer=name, dtype=dtype)
@@ -129,13 +132,16 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
         module = cls.from_quantized(qt, tensors.get("bias"), packing)
     else:
         module = cls.from_tensors(tensors, in_features, out_features, scheme, packing, layer=name)
+    if plan.act is not None:
+        module.input_quant = InputQuant.from_tensors(plan.act, tensors, name)
     return module, chosen.name, reason
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", backend: str | None = None,
          dtype: torch.dtype | str | None = None, cache_weight: bool = False, trust_remote_code: bool = False):
     """Load a quantized checkpoint directory into a transformers CausalLM (or vision-language model: the class is
-    picked from the config by `ar_kernels.loading.auto.model_class`) whose Linear layers are QuantLinears.
+    picked from the config by `ar_kernels.loading.auto.model_class`) whose Linear layers are QuantLinears; layers
+    whose config quantizes activations quantize their inputs as the format's consumer does (qlinear.act).
 
     device: "cpu", "cuda", ... or "auto"; backend: a backend name to force (default: best per layer); dtype:
     compute dtype of the model (default: the config's dtype, float32 when absent). `model.ar_backends` maps each
@@ -146,9 +152,6 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
 
     path = Path(path)
     q = quantization_config(path)
-    groups = (q.get("config_groups") or {}).values()
-    if int(q.get("act_bits") or 16) < 16 or any(g.get("input_activations") for g in groups):
-        log.warning("%s: activation quantization is not simulated; layers multiply unquantized activations", path)
     with remote_code_guard(path, trust_remote_code):
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     device = resolve_device(device)

@@ -15,6 +15,8 @@ from typing import Any
 from ar_core.errors import CheckpointError, SchemeError
 from ar_core.scheme import QuantScheme
 
+from ..qlinear import act
+
 AUTO_ROUND_INT_PACKINGS = {
     "auto_round:auto_gptq": "gptq", "auto_round:gptq": "gptq", "auto_gptq": "gptq",
     "auto_round": "gptq_v2", "auto_round:gptqmodel": "gptq_v2",
@@ -22,14 +24,18 @@ AUTO_ROUND_INT_PACKINGS = {
     "mlx": "mlx", "auto_round:mlx": "mlx",
 }
 _REGEX_CHARS = set(".*+?[]()^$\\|")
+_WEIGHT_KEYS = ("bits", "group_size", "sym", "data_type")
+_ACT_KEYS = ("act_bits", "act_group_size", "act_sym", "act_data_type", "act_dynamic")
 
 
 @dataclass(frozen=True)
 class LayerPlan:
-    """What the config says about one Linear: its scheme and the packing its tensors are stored in."""
+    """What the config says about one Linear: its scheme, the packing its tensors are stored in, and how its input
+    activations are quantized (None: they stay 16-bit)."""
 
     scheme: QuantScheme
     packing: str
+    act: act.ActSpec | None = None
 
 
 def _scheme(layer: str, **fields: Any) -> QuantScheme:
@@ -83,7 +89,7 @@ def plan_auto_round(q: dict, layers: dict, blocks: list[str]) -> dict[str, Layer
 
     The FP8 block export (§5.7) gives `weight_block_size` (the group) and `ignored_layers` (kept 16-bit).
     """
-    base = {k: q.get(k) for k in ("bits", "group_size", "sym", "data_type")}
+    base = {k: q.get(k) for k in (*_WEIGHT_KEYS, *_ACT_KEYS)}
     if q.get("weight_block_size"):
         base["group_size"] = list(q["weight_block_size"])
     ignored = set(q.get("ignored_layers") or ())
@@ -101,8 +107,9 @@ def plan_auto_round(q: dict, layers: dict, blocks: list[str]) -> dict[str, Layer
         if fields is None or name in ignored or int(fields.get("bits") or 16) >= 16:
             plans[name] = None
             continue
-        scheme = _scheme(name, **fields)
-        plans[name] = LayerPlan(scheme, _auto_round_packing(q.get("packing_format"), scheme, name))
+        scheme = _scheme(name, **{k: fields.get(k) for k in _WEIGHT_KEYS})
+        plans[name] = LayerPlan(scheme, _auto_round_packing(q.get("packing_format"), scheme, name),
+                                act.from_auto_round(fields, name))
     return plans
 
 
@@ -184,7 +191,9 @@ def plan_compressed_tensors(q: dict, layers: dict, blocks: list[str]) -> dict[st
             weights = group.get("weights")
             if weights and any(_ct_target(t, name) for t in group.get("targets", [])):
                 fmt = group.get("format") or q.get("format") or "pack-quantized"
-                plans[name] = _ct_scheme(name, weights, fmt)
+                plan = _ct_scheme(name, weights, fmt)
+                plans[name] = LayerPlan(plan.scheme, plan.packing,
+                                        act.from_compressed_tensors(group.get("input_activations"), name))
                 break
     return plans
 

@@ -15,8 +15,9 @@ class QuantLinear(nn.Module):
 
     Subclasses implement `dequantize_weight()` (float32 [out, in]) and the constructors `from_quantized`
     (QuantizedTensor record -> packed buffers) and `from_tensors` (checkpoint tensors -> module, validated).
-    `forward` dequantizes (or reuses the cached weight when `cache_weight` is set) and multiplies in the input
-    dtype. `packings` lists the layout names a class holds.
+    `forward` quantizes the input when the checkpoint quantizes activations (`input_quant`, see qlinear.act), then
+    dequantizes (or reuses the cached weight when `cache_weight` is set) and multiplies in the input dtype.
+    `packings` lists the layout names a class holds.
     """
 
     packings: tuple[str, ...] = ()
@@ -29,6 +30,7 @@ class QuantLinear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
         self.cache_weight = False
         self._cached: torch.Tensor | None = None
+        self.input_quant: nn.Module | None = None
 
     def dequantize_weight(self) -> torch.Tensor:
         """The float32 [out, in] weight the packed buffers stand for."""
@@ -43,8 +45,13 @@ class QuantLinear(nn.Module):
         self._cached = w if self.cache_weight else None
         return w
 
+    def quantized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x as the layer multiplies it: quantized and dequantized by `input_quant` when set, else unchanged."""
+        return x if self.input_quant is None else self.input_quant(x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = x @ W^T (+ bias), computed in x's dtype."""
+        """y = x @ W^T (+ bias), computed in x's dtype (after the input's activation quantization, if any)."""
+        x = self.quantized_input(x)
         w = self.weight_for(x.dtype, x.device)
         bias = None if self.bias is None else self.bias.to(x.dtype)
         return nn.functional.linear(x, w, bias)

@@ -39,8 +39,8 @@ def expand_fp8_scale(scale: torch.Tensor, scheme, out_features: int, in_features
     if isinstance(scheme.group_size, tuple):
         m, n = scheme.group_size
         return scale.repeat_interleave(m, 0).repeat_interleave(n, 1)[:out_features, :in_features]
-    if scale.shape == (out_features, 1):
-        return scale
+    if scale.shape in ((out_features, 1), (out_features,)):  # per channel ([N] in auto-round's FP8 layout)
+        return scale.reshape(out_features, 1)
     return expand_groups(scale, scheme.effective_group_size(in_features), in_features)
 
 
