@@ -91,4 +91,6 @@ def test_inspect_gguf_file(capsys, tmp_path):
     assert rows["blk.0.attn_q.weight"]["bits_per_weight"] == pytest.approx(8.5)  # 34 bytes per 32 weights
     assert rows["output_norm.weight"]["bits_per_weight"] == pytest.approx(32.0)
     assert info["n_params"] == 8 * 64 + 64
+    assert info["quantized_bits_per_weight"] == pytest.approx(8.5)  # the F32 norm left out
+    assert info["bits_per_weight"] > info["quantized_bits_per_weight"]  # the whole file over every element
     assert info["consumers"]["llama.cpp"]["ok"] and not info["consumers"]["vllm"]["ok"]

@@ -67,7 +67,8 @@ def test_evaluate_without_reference_gives_ppl_only(tiny_dir, text_file):
 
 
 RUNS = [
-    {"name": "w4", "bits_per_weight": 4.25, "disk_bytes": 3 * 2**20, "ppl": 25.0, "kl_mean": 0.05, "kl_p99": 0.6,
+    {"name": "w4", "bits_per_weight": 4.25, "quantized_bits_per_weight": 4.156, "disk_bytes": 3 * 2**20,
+     "ppl": 25.0, "kl_mean": 0.05, "kl_p99": 0.6,
      "top1_agreement": 0.9, "ppl_reference": 23.9},
     {"name": "w2", "bits_per_weight": 2.3, "disk_bytes": 2**20, "ppl": 900.0, "kl_mean": 2.0, "kl_p99": 9.0,
      "top1_agreement": 0.4, "ppl_reference": 23.9},
@@ -80,6 +81,7 @@ def test_compare_table_sorted_by_bits():
     assert lines[0].split()[:3] == ["run", "bpw", "size"]
     assert [ln.split()[0] for ln in lines[2:]] == ["w2", "w4", "bf16"]
     assert "90.00" in lines[3] and lines[4].split()[-1] == "-"
+    assert "q-layer bpw" in lines[0] and "4.156" in lines[3]
 
 
 def test_plot_quality_writes_png(tmp_path):

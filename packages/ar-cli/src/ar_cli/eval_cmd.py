@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ar_core.errors import ArError
 from ar_eval import EvalProtocol, compare_table, evaluate, load_report, plot_quality, save_report
+from ar_eval.size import describe_size
 
 from .flags import UsageError, comma_list, model_path
 
@@ -66,8 +67,7 @@ def describe(r: dict) -> str:
         lines.append(f"  KL divergence mean {r['kl_mean']:.5f}  median {r['kl_median']:.5f}  "
                      f"p99 {r['kl_p99']:.4f}  max {r['kl_max']:.4f}")
         lines.append(f"  top-1 agreement {100 * r['top1_agreement']:.2f}%")
-    bpw = f"{r['bits_per_weight']:.3f} bits per weight, " if r.get("bits_per_weight") else ""
-    lines.append(f"  size {bpw}{r['disk_bytes'] / 2**20:.1f} MiB on disk")
+    lines.append(f"  size {describe_size(r)}")
     for task, metrics in r.get("lm_eval", {}).items():
         lines.append(f"  {task}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return "\n".join(lines)

@@ -21,12 +21,20 @@ def comma_list(text: str) -> list[str]:
 
 _TOKEN = re.compile(r'\s*("(?:[^"\\]|\\.)*"|[{}\[\],:]|[^\s{}\[\],:"]+)')
 _LITERAL = re.compile(r"-?\d+(\.\d+)?([eE][-+]?\d+)?|true|false|null")
+_BACKSLASH = re.compile(r'\\(["\\/bfnrt]|u[0-9a-fA-F]{4})?')
+
+
+def _keep_regex_backslashes(token: str) -> str:
+    """In a quoted token, double each backslash that starts no JSON escape (so "mlp\\.up" keeps its backslash)."""
+    return _BACKSLASH.sub(lambda m: m.group(0) if m.group(1) else r"\\", token)
 
 
 def relaxed_json(text: str, flag: str) -> Any:
     """Parse JSON whose keys and string values may be unquoted, e.g. '{k_proj:{bits:8},lm_head:{bits:16}}'.
 
-    A path to an existing .json file is read instead. Errors name `flag`.
+    A path to an existing .json file is read instead. Errors name `flag`. A backslash that starts no JSON escape is
+    kept as written, so regex keys such as "model\\.layers\\.0" work quoted or not; JSON's own escapes (\\\\, \\",
+    \\b, \\n, ...) keep their JSON meaning (write \\\\b for a regex word boundary).
     """
     if text.endswith(".json"):
         try:
@@ -42,7 +50,7 @@ def relaxed_json(text: str, flag: str) -> Any:
             raise UsageError(f"{flag}: cannot parse {text!r} near position {pos}")
         tok = m.group(1)
         quoted = tok.startswith('"') or tok in "{}[],:" or _LITERAL.fullmatch(tok)
-        out.append(tok if quoted else json.dumps(tok))
+        out.append(_keep_regex_backslashes(tok) if tok.startswith('"') else tok if quoted else json.dumps(tok))
         pos = m.end()
     try:
         return json.loads("".join(out))

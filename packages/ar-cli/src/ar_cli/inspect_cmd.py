@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ar_core.errors import CheckpointError, PluginError
-from ar_eval.size import safetensors_header, size_report, weight_files
+from ar_eval.size import describe_size, safetensors_header, size_report, weight_files
 
 from .consumers import Facts, consumer_support
 from .flags import UsageError
@@ -139,9 +139,7 @@ def render(info: dict, rejected: bool = False) -> str:
     fmt = info["quant_method"] or ("gguf" if info["gguf_files"] else "16-bit (no quantization config)")
     lines += ["", f"checkpoint   {info['path']}",
               f"format       {fmt}" + (f" (packing {info['packing_format']})" if info["packing_format"] else ""),
-              f"size         {info['disk_bytes'] / 2**20:.1f} MiB on disk"
-              + (f", {info['bits_per_weight']:.3f} bits per weight over {info['n_params']:,} parameters"
-                 if info["bits_per_weight"] else ""),
+              f"size         {describe_size(info)}",
               "schemes      " + "; ".join(f"{n} x {s}" for s, n in info["scheme_counts"].items()), "consumers"]
     for name, c in info["consumers"].items():
         lines.append(f"  {name:<13} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")

@@ -14,6 +14,8 @@ from ar_core.errors import ArError
 
 from . import convert_cmd, eval_cmd, inspect_cmd, list_cmd, quantize_cmd
 from .flags import UsageError
+from .quiet import silence_enum_pytree_notices
+from .reference_flags import refuse_reference_flags
 from .surface import cli_message
 
 COMMANDS = {"quantize": quantize_cmd, "eval": eval_cmd, "list": list_cmd, "inspect": inspect_cmd,
@@ -34,9 +36,14 @@ def build_parser(prog: str = "ar") -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, prog: str = "ar") -> int:
     """Parse `argv` (default sys.argv[1:]), run the command and return its exit code."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_enum_pytree_notices()
     parser = build_parser(prog)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
+        try:
+            refuse_reference_flags(unknown)
+        except UsageError as exc:
+            args.subparser.error(str(exc))
         args.subparser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return COMMANDS[args.command].run(args) or 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ar_eval.size import describe_size, size_report
+
 from .flags import UsageError
 
 # Flags (default None) that need a loaded model or calibration, so they mean nothing in model-free mode.
@@ -59,5 +61,5 @@ def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, 
                                  ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt,
                                  overwrite=args.overwrite)
     print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
-    print(f"saved {result.path}")
+    print(f"saved {result.path}: {describe_size(size_report(result.path).to_dict())}")
     return result.path

@@ -14,6 +14,7 @@ from ar_core.io import check_output_dir
 from ar_core.presets import parse_scheme
 from ar_core.registry import ALGORITHMS, FORMATS
 from ar_core.scheme import QuantScheme
+from ar_eval.size import describe_size, size_report
 
 from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
 from .autoscheme_mode import check_autoscheme, make_search, search_layer_config
@@ -381,10 +382,13 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
     if search is not None:
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))
-    _, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats),
-                                                      overwrite=args.overwrite)
+    quantized, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats),
+                                                              overwrite=args.overwrite)
+    if quantized is None:
+        print(f"model-free mode: plain RTN of a local directory was read straight from the safetensors files of "
+              f"{args.model}, without loading the model (same bytes; --disable_model_free loads it instead)")
     for path in paths:
-        print(f"saved {path}")
+        print(f"saved {path}: {describe_size(size_report(path).to_dict())}")
     return paths
 
 

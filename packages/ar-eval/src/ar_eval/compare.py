@@ -8,7 +8,8 @@ from pathlib import Path
 from ar_core.errors import DataError
 
 COLUMNS = (("name", "run", "{}"), ("bits_per_weight", "bpw", "{:.3f}"), ("disk_bytes", "size MiB", None),
-           ("ppl", "ppl", "{:.3f}"), ("kl_mean", "KL mean", "{:.5f}"), ("kl_p99", "KL p99", "{:.4f}"),
+           ("quantized_bits_per_weight", "q-layer bpw", "{:.3f}"), ("ppl", "ppl", "{:.3f}"),
+           ("kl_mean", "KL mean", "{:.5f}"), ("kl_p99", "KL p99", "{:.4f}"),
            ("top1_agreement", "top-1 %", None))
 
 

@@ -1,4 +1,9 @@
-"""Size on disk and achieved bits per weight of a checkpoint (directory of safetensors, or a GGUF file)."""
+"""Size on disk and achieved bits per weight of a checkpoint (directory of safetensors, or a GGUF file).
+
+Two bits-per-weight figures: over the whole model (every stored byte, the 16-bit embeddings, lm_head and norms
+included, divided by the 16-bit model's parameters) and over the quantized layers alone (their codes, scales and zero
+points divided by their weights' elements).
+"""
 
 from __future__ import annotations
 
@@ -11,16 +16,19 @@ from ar_core.errors import CheckpointError
 from ar_core.remote_code import remote_code_guard
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".npz")
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}  # safetensors dtypes / GGUF types of unquantized tensors
 
 
 @dataclass
 class SizeReport:
-    """Bytes of weight files on disk, and bits per weight = 8 * tensor bytes / parameters of the 16-bit model."""
+    """Bytes of weight files on disk, bits per weight = 8 * tensor bytes / parameters of the 16-bit model, and
+    quantized_bits_per_weight = 8 * bytes of the quantized layers / their weights' elements (None: none found)."""
 
     disk_bytes: int
     tensor_bytes: int
     n_params: int | None
     bits_per_weight: float | None
+    quantized_bits_per_weight: float | None = None
 
     def to_dict(self) -> dict:
         """Plain-JSON view."""
@@ -73,13 +81,62 @@ def count_parameters(config_dir: str | Path, trust_remote_code: bool = False) ->
     return sum(p.numel() for p in meta_model(config_dir, trust_remote_code).parameters())
 
 
+def quantized_safetensors_bits(path: Path, files: list[Path], trust_remote_code: bool = False) -> float | None:
+    """Bits per weight of the quantized layers of a safetensors directory: the modules storing a non-float tensor
+    (packed codes, fp8 weights), all their tensors' bytes over their weights' elements in the 16-bit model."""
+    nbytes: dict[str, int] = {}
+    packed: set[str] = set()
+    for f in files:
+        if f.suffix != ".safetensors":
+            continue
+        for name, t in safetensors_header(f).items():
+            module = name.rpartition(".")[0]
+            nbytes[module] = nbytes.get(module, 0) + t["data_offsets"][1] - t["data_offsets"][0]
+            if t["dtype"] not in FLOAT_DTYPES:
+                packed.add(module)
+    if not packed:
+        return None
+    modules = dict(meta_model(path, trust_remote_code).named_modules())
+    elements = sum(modules[m].weight.numel() for m in packed if m in modules)
+    return 8 * sum(nbytes[m] for m in packed if m in modules) / elements if elements else None
+
+
+def quantized_gguf_bits(path: Path) -> float | None:
+    """Bits per weight of the quantized tensors of a GGUF file (every type but F16/BF16/F32); None without gguf."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    quant = [t for t in GGUFReader(path).tensors if t.tensor_type.name not in FLOAT_DTYPES]
+    elements = sum(int(t.n_elements) for t in quant)
+    return 8 * sum(int(t.n_bytes) for t in quant) / elements if elements else None
+
+
 def size_report(path: str | Path, n_params: int | None = None, trust_remote_code: bool = False) -> SizeReport:
     """Size of the checkpoint at `path`; `n_params` defaults to the count from its config.json when there is one."""
     files = weight_files(path)
     disk = sum(f.stat().st_size for f in files)
     tbytes = sum(tensor_bytes(f) for f in files)
     p = Path(path)
-    if n_params is None and p.is_dir() and (p / "config.json").is_file():
+    has_config = p.is_dir() and (p / "config.json").is_file()
+    if n_params is None and has_config:
         n_params = count_parameters(p, trust_remote_code)
     bpw = 8 * tbytes / n_params if n_params else None
-    return SizeReport(disk, tbytes, n_params, bpw)
+    if p.suffix == ".gguf":
+        qbpw = quantized_gguf_bits(p)
+    else:
+        qbpw = quantized_safetensors_bits(p, files, trust_remote_code) if has_config else None
+    return SizeReport(disk, tbytes, n_params, bpw, qbpw)
+
+
+def describe_size(report: dict) -> str:
+    """'<MiB> MiB on disk, <b> bits per weight over <n> parameters (16-bit tensors included), <q> in the quantized
+    layers alone' from a SizeReport dict (parts without a value left out)."""
+    text = f"{report['disk_bytes'] / 2**20:.1f} MiB on disk"
+    if report.get("bits_per_weight"):
+        text += f", {report['bits_per_weight']:.3f} bits per weight"
+        text += f" over {report['n_params']:,} parameters" if report.get("n_params") else ""
+        text += " (16-bit tensors included)"
+    if report.get("quantized_bits_per_weight"):
+        text += f", {report['quantized_bits_per_weight']:.3f} in the quantized layers alone"
+    return text

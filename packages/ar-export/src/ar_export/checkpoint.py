@@ -19,6 +19,7 @@ from ar_core.io import atomic_output_dir, save_sharded_safetensors
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
+from . import dtypes
 from .support import check_schemes, supports
 
 SOURCE_FILES = ("chat_template.jinja", "chat_template.json", "generation_config.json", "preprocessor_config.json",
@@ -31,7 +32,7 @@ class Writer:
     """Base of the format writers (stateless; one instance per format is registered in FORMATS)."""
 
     name = ""
-    dtype: torch.dtype | None = None  # forced dtype of the 16-bit tensors (None: the model's own)
+    dtype: torch.dtype | None = None  # forced dtype of the 16-bit tensors (None: ar_export.dtypes.save_dtype)
 
     def write_config(self, config: dict[str, Any], qc: dict[str, Any] | None, ctx: "SaveContext", out: Path) -> None:
         """Write config.json and quantization_config.json into `out` (also used by model-free mode)."""
@@ -46,7 +47,8 @@ class Writer:
         check_schemes(self.name, schemes)
 
     def save_dtype(self, quantized: dict[str, QuantizedTensor]) -> torch.dtype | None:
-        """dtype of the 16-bit tensors for this save (default: the class's `dtype`, None keeps the model's)."""
+        """dtype of the 16-bit tensors for this save (default: the class's `dtype`; None: the source checkpoint's
+        16-bit dtype when the model runs in float32, else the model's)."""
         return self.dtype
 
     def check_layer(self, name: str, qt: QuantizedTensor) -> None:
@@ -70,7 +72,8 @@ class Writer:
         self.check({n: qt.scheme for n, qt in quantized.items()})
         require(any(qt.scheme.is_quantized for qt in quantized.values()), "quantized", "no layer below 16 bits",
                 "at least one quantized Linear layer")
-        ctx = SaveContext(model, quantized, run_info or {}, self.save_dtype(quantized))
+        dtype = self.save_dtype(quantized) or dtypes.save_dtype(model, source_dir)
+        ctx = SaveContext(model, quantized, run_info or {}, dtype)
         for name, qt in quantized.items():
             if name not in ctx.linears:
                 raise field_error(CheckpointError, "quantized layer", name, "the name of a Linear module of the model")
@@ -94,19 +97,12 @@ class SaveContext:
         self.quantized = quantized
         self.run_info = run_info
         self.linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-        self.dtype = dtype or _model_dtype(model)
+        self.dtype = dtype or dtypes.model_dtype(model)
 
     @property
     def unquantized(self) -> list[str]:
         """Linear layers kept in 16 bits (absent from `quantized` or with a 16/32-bit scheme)."""
         return [n for n in self.linears if n not in self.quantized or not self.quantized[n].scheme.is_quantized]
-
-
-def _model_dtype(model: Any) -> torch.dtype:
-    for p in model.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float16
 
 
 def collect_tensors(writer: Writer, ctx: SaveContext) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import re
 from ..errors import LayerConfigError, field_error
 
 # A key holding any of these is a regular expression; any other key is a literal substring.
-REGEX_MARKERS = (".*", "^", "$", "|", "(", ")", "[", "]", "?", "+")
+REGEX_MARKERS = (".*", "^", "$", "|", "(", ")", "[", "]", "?", "+", "\\")  # a backslash: an escape like \.
 
 
 def parse_ignore(ignore_layers) -> list[str]:
