@@ -61,5 +61,6 @@ def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, 
                                  ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt,
                                  overwrite=args.overwrite)
     print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
-    print(f"saved {result.path}: {describe_size(size_report(result.path).to_dict())}")
+    size = size_report(result.path, trust_remote_code=args.trust_remote_code)
+    print(f"saved {result.path}: {describe_size(size.to_dict())}")
     return result.path

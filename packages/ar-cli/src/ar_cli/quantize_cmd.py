@@ -388,7 +388,8 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
         print(f"model-free mode: plain RTN of a local directory was read straight from the safetensors files of "
               f"{args.model}, without loading the model (same bytes; --disable_model_free loads it instead)")
     for path in paths:
-        print(f"saved {path}: {describe_size(size_report(path).to_dict())}")
+        size = size_report(path, trust_remote_code=args.trust_remote_code)
+        print(f"saved {path}: {describe_size(size.to_dict())}")
     return paths
 
 
