@@ -274,7 +274,7 @@ class AutoRound:
         names = [fmt.name for fmt in formats]
         if len(set(names)) < len(names):
             raise field_error(ArError, "format", ",".join(requested), "each format once (they write into "
-                              f"output_dir/<format>: {', '.join(names)})")
+                              f"output_dir/<format>: {', '.join(FORMATS.key(n) for n in names)})")
         schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
         for fmt in formats:
             fmt.check(schemes)
@@ -302,10 +302,11 @@ class AutoRound:
         save = dict(tokenizer=self.tokenizer, processor=processor, run_info=info, source_dir=self._source_dir())
         if len(formats) == 1:
             return [formats[0].save(Path(output_dir), model, self.records, overwrite=overwrite, **save)]
+        folders = [FORMATS.key(fmt.name) for fmt in formats]  # the registry key: no ':' (auto_round:mlx)
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:  # all formats, or none
-            for fmt in formats:
-                fmt.save(tmp / fmt.name, model, self.records, **save)
-        return [Path(output_dir) / fmt.name for fmt in formats]
+            for fmt, folder in zip(formats, folders):
+                fmt.save(tmp / folder, model, self.records, **save)
+        return [Path(output_dir) / folder for folder in folders]
 
     def _run_model_free(self, output_dir: str | Path, names: list[str], overwrite: bool) -> Path | None:
         """Quantize straight from the files when this run can (see `quantize_and_save`); None when it cannot."""

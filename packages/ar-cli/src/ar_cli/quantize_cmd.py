@@ -143,8 +143,7 @@ def _formats(args: argparse.Namespace) -> list[str]:
     if not formats:
         raise UsageError("--format: give at least one format")
     for fmt in formats:
-        base = fmt.split(":")[0].lower()
-        if base not in FORMATS.known_names():
+        if not FORMATS.knows(fmt) and not FORMATS.knows(fmt.split(":")[0]):
             raise UsageError(f"--format {fmt!r} is not a known format; one of {', '.join(FORMATS.known_names())}")
     return formats
 
