@@ -170,6 +170,17 @@ def check_gguf_mix(args: argparse.Namespace, formats: list[str]) -> None:
                          f"without scheme flags (the same --output_dir gives each run its own folder)")
 
 
+def check_rotation(args: argparse.Namespace, formats: list[str]) -> None:
+    """Refuse, before any loading, a --rotation that no requested format can hold (ar_algos.rotation.check_format)."""
+    if args.rotation is None or args.model_free:  # model-free mode refuses --rotation itself
+        return
+    from ar_algos.rotation.spec import check_format, parse_rotation
+
+    spec = parse_rotation(args.rotation)
+    for fmt in formats:
+        check_format(spec, fmt)
+
+
 def build_scheme(args: argparse.Namespace, formats: list[str]) -> QuantScheme:
     """The default scheme from --scheme and its overrides; a GGUF format without --scheme picks its GGUF preset."""
     gguf = [f for f in formats if f.lower().startswith("gguf:")]
@@ -387,6 +398,7 @@ def run(args: argparse.Namespace) -> int:
     user_set = {k for k, v in vars(args).items() if v is not None}
     formats = _formats(args)
     check_gguf_mix(args, formats)
+    check_rotation(args, formats)
     paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
     if args.eval or args.tasks:
         from .eval_cmd import evaluate_after_quantize
