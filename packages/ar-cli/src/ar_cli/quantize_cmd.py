@@ -102,8 +102,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
     tun.add_argument("--seed", type=int)
     tun.add_argument("--rotation", help="Hadamard rotation before quantizing: hadamard, random, block, block:64 "
-                                        "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; online ones "
-                                        "need --format auto_round")
+                                        "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; only folded ones "
+                                        "export (no consumer re-inserts online rotations)")
     mem = p.add_argument_group("device and memory")
     mem.add_argument("--device_map", help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over "
                                            "GPUs 0 and 1) or a layer->device dict like '{mlp.down_proj:1}'")
