@@ -1,7 +1,11 @@
-"""Rotation through AutoRound, the auto_round export and ar_kernels.load: the reloaded model re-inserts the online
-Hadamards and its logits match our own dequantized rotated model; formats that cannot carry them are refused."""
+"""Rotation through AutoRound, the exports and ar_kernels.load: foldable rotations (r1, r2) live in the weights, so
+their checkpoints reload (in ar_kernels.load and in auto-round) with logits matching our own rotated model; rotations
+that leave online Hadamards, which no consumer re-inserts, are refused before any work."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -36,33 +40,61 @@ def _online(model) -> int:
     return sum(hasattr(m, "online_rotation") for m in model.modules())
 
 
-@pytest.mark.parametrize("rotation,fmt", [("hadamard", "auto_round"), ("r1r2r4", "auto_round"),
-                                          ({"mode": "block", "block_size": 32, "random": True, "seed": 3},
-                                           "auto_round"), ("block", "auto_round"), ("r1r2", "auto_gptq")])
-def test_rotated_checkpoint_reloads_with_its_online_rotations(tmp_path, rotation, fmt):
+@pytest.mark.parametrize("rotation,fmt", [("r1", "auto_round"), ("r1r2", "auto_round"), ("r2", "auto_gptq")])
+def test_foldable_rotation_reloads_without_online_rotations(tmp_path, rotation, fmt):
     model = _outlier_llama()
     ref_fp = _logits(model)
-    ar = AutoRound(model, scheme="W4A16", group_size=64, recipe="rtn", rotation=rotation, samples=SAMPLES,
-                   verbose=False)
+    ar = AutoRound(model, scheme="W4A16", group_size=64, recipe="rtn", rotation=rotation, verbose=False)
     qmodel, [path] = ar.quantize_and_save(tmp_path / "q", format=fmt)
     qc = json.loads((path / "config.json").read_text())["quantization_config"]
-    online = sum(len(e["layers"]) for e in ar.rotation_config["online"])
-    if fmt == "auto_round":  # GPTQ's config has no place for it: only foldable rotations (no online part) go there
-        assert qc["rotation_config"] == ar.rotation_config == qmodel.config.rotation_config
+    assert "rotation_config" not in qc and ar.rotation_config["online"] == []  # the weights hold it all
     loaded = load(path, dtype=torch.float32)
-    assert _online(loaded) == _online(qmodel) == online and (online > 0) == (fmt == "auto_round")
+    assert _online(loaded) == _online(qmodel) == 0
     ours = _logits(qmodel)
     assert not torch.allclose(ours, ref_fp, atol=1e-3)  # really quantized
     tol = 2e-3 if fmt == "auto_round" else 1e-2  # GPTQ stores the float tensors and scales in fp16
     torch.testing.assert_close(_logits(loaded), ours, atol=tol, rtol=tol)
 
 
-def test_formats_without_online_rotations_are_refused_before_work(tmp_path):
-    ar = AutoRound(tiny_llama(), scheme="W4A16", group_size=64, recipe="rtn", rotation="random", samples=SAMPLES,
+_AUTO_ROUND_LOGITS = """
+import sys, torch
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32, device_map="cpu").eval()
+assert type(model.model.layers[0].mlp.down_proj).__module__.startswith("auto_round"), type(model.model.layers[0])
+with torch.no_grad():
+    torch.save(model(input_ids=torch.load(sys.argv[2])).logits, sys.argv[3])
+"""
+
+
+@pytest.mark.slow
+def test_r1_auto_round_checkpoint_loads_in_auto_round(tmp_path):
+    """The reference's loader, in its own process, runs an r1-rotated auto_round checkpoint like ar_kernels.load."""
+    model = _outlier_llama()
+    ref_fp = _logits(model)
+    ar = AutoRound(model, scheme="W4A16", group_size=64, recipe="rtn", rotation="r1", verbose=False)
+    _, [path] = ar.quantize_and_save(tmp_path / "q", format="auto_round")
+    torch.save(TOKENS, tmp_path / "tokens.pt")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", _AUTO_ROUND_LOGITS, str(path), str(tmp_path / "tokens.pt"),
+                           str(tmp_path / "logits.pt")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs, ours = torch.load(tmp_path / "logits.pt").float(), _logits(load(path, dtype=torch.float32))
+    err = (theirs - ours).abs().max().item()  # auto-round computes in fp16 on CPU
+    assert err <= 0.01 * ours.abs().max().item() and err < 0.1 * (ours - ref_fp).abs().max().item(), err
+
+
+@pytest.mark.parametrize("rotation,fmt", [("hadamard", "auto_round"), ("r1r2r4", "auto_round"),
+                                          ("block", "auto_gptq"), ({"mode": "block", "block_size": 32}, "fake")])
+def test_rotations_with_online_hadamards_are_refused_before_work(tmp_path, rotation, fmt):
+    ar = AutoRound(tiny_llama(), scheme="W4A16", group_size=64, recipe="rtn", rotation=rotation, samples=SAMPLES,
                    verbose=False)
-    with pytest.raises(ArError, match="format.*auto_gptq.*online rotations"):
-        ar.quantize_and_save(tmp_path / "q", format="auto_gptq")
-    assert ar.records is None
+    with pytest.raises(ArError, match=rf"rotation=.* is not allowed: a foldable rotation .*format '{fmt}'.*"
+                                      "auto-round 0.16.1"):
+        ar.quantize_and_save(tmp_path / "q", format=fmt)
+    assert ar.records is None and not (tmp_path / "q").exists()
+
+
+def test_bad_rotation_uses_are_refused():
     with pytest.raises(ArError, match="tokenizer.*rotation margin"):
         AutoRound(tiny_llama(), recipe="rtn", rotation="hadamard")
     with pytest.raises(ArError, match="rotation.*foldable rotation.*with AWQ"):

@@ -29,7 +29,7 @@ from .placement import check_layers, parse_device_map
 from .plan import build_plan, layer_infos
 from .preflight import check_before_loading, plan_notes
 from .progress import Progress
-from .rotation.spec import apply_rotation, needs_data, needs_online, parse_rotation
+from .rotation.spec import apply_rotation, check_format, needs_data, needs_online, parse_rotation
 from .run_info import run_info
 
 log = logging.getLogger("ar_algos")
@@ -102,7 +102,7 @@ class AutoRound:
     rest of the block on `device`); see `ar_algos.placement`. nblocks: tune that many consecutive blocks jointly
     (loss on the output of the last one).
     rotation: None, 'hadamard', 'random' or a spec (`ar_algos.rotation.spec`): Hadamard rotations applied before
-    quantizing; online ones are saved as rotation_config for `ar_kernels.load` (auto_round format only).
+    quantizing; foldable ones (r1, r2) export to every format, those leaving online Hadamards are refused by save.
     work_dir / resume: see `quantize`. Plain RTN of a local model directory runs in model-free mode in
     `quantize_and_save` (see there; disable_model_free=True opts out). trust_remote_code=True lets a model given by
     name run its own Python code (off by default). Bad values raise ArError here, before any work.
@@ -293,14 +293,11 @@ class AutoRound:
         names = [fmt.name for fmt in formats]
         if len(set(names)) < len(names):
             raise field_error(ArError, "format", ",".join(requested), "each format once (they write into "
-                              f"output_dir/<format>: {', '.join(names)})")
+                              f"output_dir/<format>: {', '.join(FORMATS.key(n) for n in names)})")
         schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
         for fmt in formats:
             fmt.check(schemes)
-            if needs_online(self.rotation) and not getattr(fmt, "carries_rotation", False):
-                raise field_error(ArError, "format", fmt.name, "a format that records online rotations (auto_round) "
-                                  f"with rotation mode {self.rotation['mode']!r}, or a foldable rotation "
-                                  "('r1', 'r1r2')")
+            check_format(self.rotation, fmt.name)
         return formats
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
@@ -314,17 +311,18 @@ class AutoRound:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
         formats = self._formats(format)
         model = self.model if inplace else copy.deepcopy(self.model)
-        extra = {"rotation_config": self.rotation_config} if self.rotation_config else {}
+        extra = {}  # a foldable rotation lives in the weights alone (check_format refused the others)
         if self.scheme.gguf and any(fmt.name == "gguf" for fmt in formats):
             extra["gguf"] = self.scheme.gguf  # the mix asked for, even where every tensor fell back to another type
         info = run_info(self.cfg, self.dataset if self.samples is None else None, **extra)
         save = dict(tokenizer=self.tokenizer, processor=processor, run_info=info, source_dir=self._source_dir())
         if len(formats) == 1:
             return [formats[0].save(Path(output_dir), model, self.records, overwrite=overwrite, **save)]
+        folders = [FORMATS.key(fmt.name) for fmt in formats]  # the registry key: no ':' (auto_round:mlx)
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:  # all formats, or none
-            for fmt in formats:
-                fmt.save(tmp / fmt.name, model, self.records, **save)
-        return [Path(output_dir) / fmt.name for fmt in formats]
+            for fmt, folder in zip(formats, folders):
+                fmt.save(tmp / folder, model, self.records, **save)
+        return [Path(output_dir) / folder for folder in folders]
 
     def _run_model_free(self, output_dir: str | Path, names: list[str], overwrite: bool) -> Path | None:
         """Quantize straight from the files when this run can (see `quantize_and_save`); None when it cannot."""

@@ -27,6 +27,9 @@ class Facts:
     schemes: dict[str, QuantScheme | None]
     has_gguf: bool
     ct_format: str | None = None
+    online_rotations: int = 0  # layers whose rotation_config entry needs an online Hadamard at inference
+_ONLINE = ("{} layers need online Hadamard rotations (rotation_config 'online'), which auto-round 0.16.1 does not "
+           "re-insert (it reads rotation_config as its own schema); only ar_kernels.load runs this checkpoint")
 
 
 def _key(s: QuantScheme | None):
@@ -60,6 +63,8 @@ def check_transformers(f: Facts) -> tuple[bool, str]:
         return True, "16-bit checkpoint"
     if f.method == "mlx":
         return False, "MLX layout: load it with mlx-lm, or export --format auto_round for transformers"
+    if f.online_rotations:
+        return False, _ONLINE.format(f.online_rotations)
     if f.method == "auto-round" and f.packing in ("mlx", "auto_round:mlx"):
         return False, "auto_round:mlx repacks only on macOS (auto-round's MLX backend)"
     need = TRANSFORMERS_NEEDS.get(f.method)
@@ -76,6 +81,8 @@ def check_vllm(f: Facts) -> tuple[bool, str]:
         return True, "16-bit checkpoint"
     if f.method == "mlx":
         return False, "vLLM does not read the MLX layout"
+    if f.online_rotations:
+        return False, _ONLINE.format(f.online_rotations)
     qs = _quantized(f)
     if f.method in ("auto-round", "gptq"):
         if f.method == "auto-round" and f.packing not in VLLM_AUTO_ROUND_PACKINGS:

@@ -49,6 +49,13 @@ def _module_tensors(files: list[Path]) -> tuple[dict[str, int], set[str]]:
     return dict(nbytes), scales
 
 
+def _online_rotations(q: dict | None) -> int:
+    """How many layers ar's own rotation_config (its 'online' entries) rotates at inference."""
+    rotation = (q or {}).get("rotation_config")
+    online = rotation.get("online") if isinstance(rotation, dict) else None
+    return sum(len(e.get("layers", [])) for e in online) if isinstance(online, list) else 0
+
+
 def _hf_layers(path: Path, files: list[Path], trust_remote_code: bool) -> tuple[dict, dict]:
     """(facts fields, rows) of a transformers-style directory."""
     from ar_kernels.loading.load import find_blocks, quantization_config
@@ -72,7 +79,7 @@ def _hf_layers(path: Path, files: list[Path], trust_remote_code: bool) -> tuple[
             for n, (i, o) in linears.items() for p in [plans.get(n)]]
     facts = dict(method=quant_method(q) if q else None, packing=(q or {}).get("packing_format"),
                  schemes={n: p.scheme if p else None for n, p in plans.items()},
-                 ct_format=(q or {}).get("format"))
+                 ct_format=(q or {}).get("format"), online_rotations=_online_rotations(q))
     return facts, rows
 
 

@@ -82,7 +82,8 @@ def list_registry(kind: str) -> str:
     """Names known to a plugin registry, and whether each can be loaded now (else the install to run)."""
     reg = REGISTRIES[kind]
     rows = [(kind[:-1], "installed", "install")]
-    rows += [(n, "yes" if reg.is_available(n) else "no", reg.install_hints.get(n, "-")) for n in reg.known_names()]
+    rows += [(n, "yes" if reg.is_available(n) else "no", reg.install_hints.get(reg.key(n), "-"))
+             for n in reg.known_names()]
     return _table(rows)
 
 

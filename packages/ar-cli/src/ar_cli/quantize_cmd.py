@@ -38,6 +38,7 @@ SWITCHED_OFF = {"disable_minmax_tuning": "enable_minmax_tuning", "disable_quante
 ALGORITHM_ROUTES = {"rtn": (0, True), "opt-rtn": (0, False), "signround": (None, None),
                     "auto-round": (None, None)}
 LM_HEAD_FORMATS = ("auto_round", "fake", "mlx", "gguf")
+SCHEME_FLAGS = ("scheme", "bits", "group_size", "asym", "data_type", "act_bits")
 TUNING_ONLY = ("lr", "minmax_lr", "adam", "gradient_accumulate_steps", "nblocks", "not_use_best_mse",
                "dynamic_max_gap", "disable_minmax_tuning", "disable_amp", "start_from_rtn")
 
@@ -104,8 +105,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
     tun.add_argument("--seed", type=int)
     tun.add_argument("--rotation", help="Hadamard rotation before quantizing: hadamard, random, block, block:64 "
-                                        "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; online ones "
-                                        "need --format auto_round")
+                                        "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; only folded ones "
+                                        "export (no consumer re-inserts online rotations)")
     mem = p.add_argument_group("device and memory")
     mem.add_argument("--device_map", "--device",
                      help="'cpu', '0', 'auto' (every GPU), '0,1' (one block's layers spread over GPUs 0 and 1) or a "
@@ -161,10 +162,41 @@ def _formats(args: argparse.Namespace) -> list[str]:
     if not formats:
         raise UsageError("--format: give at least one format")
     for fmt in formats:
-        base = fmt.split(":")[0].lower()
-        if base not in FORMATS.known_names():
+        if not FORMATS.knows(fmt) and not FORMATS.knows(fmt.split(":")[0]):
             raise UsageError(f"--format {fmt!r} is not a known format; one of {', '.join(FORMATS.known_names())}")
     return formats
+
+
+def check_gguf_mix(args: argparse.Namespace, formats: list[str]) -> None:
+    """Refuse, before any loading, a GGUF k-quant (gguf:q4_k_m) next to formats that cannot hold its scheme: one run
+    has one quantization, so the advice is the two runs that each succeed."""
+    gguf = [f for f in formats if f.lower().startswith("gguf:")]
+    if not gguf:
+        return
+    try:
+        mix = parse_scheme("GGUF:" + gguf[0].split(":", 1)[1])
+    except ArError as exc:
+        raise UsageError(f"--format {gguf[0]}: {exc}") from None
+    others = [f for f in formats if f.split(":")[0].lower() != "gguf" and FORMATS.is_available(f)
+              and not FORMATS.get(f).supports(mix)]
+    if others:
+        scheme_flags = " ".join(f"--{n}" for n in SCHEME_FLAGS if getattr(args, n, None) not in (None, False)) or "--scheme"
+        kept = [f for f in formats if f not in others]
+        raise UsageError(f"--format {','.join(formats)} mixes the GGUF k-quant {gguf[0]} with {', '.join(others)}, "
+                         f"which cannot hold its scheme; one run makes one quantization, so run ar quantize twice: "
+                         f"--format {','.join(others)} (with your {scheme_flags}), then --format {','.join(kept)} "
+                         f"without scheme flags (the same --output_dir gives each run its own folder)")
+
+
+def check_rotation(args: argparse.Namespace, formats: list[str]) -> None:
+    """Refuse, before any loading, a --rotation that no requested format can hold (ar_algos.rotation.check_format)."""
+    if args.rotation is None or args.model_free:  # model-free mode refuses --rotation itself
+        return
+    from ar_algos.rotation.spec import check_format, parse_rotation
+
+    spec = parse_rotation(args.rotation)
+    for fmt in formats:
+        check_format(spec, fmt)
 
 
 def build_scheme(args: argparse.Namespace, formats: list[str]) -> QuantScheme:
@@ -400,6 +432,8 @@ def run(args: argparse.Namespace) -> int:
     args.model = args.model or args.model_flag
     user_set = {k for k, v in vars(args).items() if v is not None}
     formats = _formats(args)
+    check_gguf_mix(args, formats)
+    check_rotation(args, formats)
     paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
     if args.eval or args.tasks:
         from .eval_cmd import evaluate_after_quantize

@@ -15,16 +15,29 @@ from .errors import PluginError
 class Registry:
     """A name -> object registry for one kind of plugin, filled lazily from an entry-point group."""
 
-    def __init__(self, kind: str, group: str, install_hints: dict[str, str] | None = None):
+    def __init__(self, kind: str, group: str, install_hints: dict[str, str] | None = None,
+                 spellings: dict[str, str] | None = None):
         self.kind = kind
         self.group = group
         self.install_hints = dict(install_hints or {})
+        # registry key -> the name users see where it differs (entry-point names cannot hold ':'); both are accepted
+        self.spellings = {k.lower(): v.lower() for k, v in (spellings or {}).items()}
+        self._keys = {v: k for k, v in self.spellings.items()}
         self._items: dict[str, Any] = {}
         self._entry_points: dict[str, Any] | None = None
 
+    def key(self, name: str) -> str:
+        """The registry key of `name` (either of its accepted spellings, any case)."""
+        name = str(name).lower()
+        return self._keys.get(name, name)
+
+    def shown(self, key: str) -> str:
+        """The name users see for a registry key."""
+        return self.spellings.get(key, key)
+
     def register(self, name: str, obj: Any = None) -> Any:
         """Register `obj` under `name`; usable as a decorator when `obj` is omitted."""
-        key = name.lower()
+        key = self.key(name)
 
         def add(o):
             self._items[key] = o
@@ -34,7 +47,7 @@ class Registry:
 
     def unregister(self, name: str) -> None:
         """Forget an object registered in code (entry points stay discoverable)."""
-        self._items.pop(name.lower(), None)
+        self._items.pop(self.key(name), None)
 
     def _discover(self) -> dict[str, Any]:
         if self._entry_points is None:
@@ -43,11 +56,16 @@ class Registry:
 
     def names(self) -> list[str]:
         """Names that can be loaded now (registered or advertised by an installed package)."""
-        return sorted(set(self._items) | set(self._discover()))
+        return sorted({self.shown(k) for k in set(self._items) | set(self._discover())})
 
     def known_names(self) -> list[str]:
         """Every name the toolkit knows about, installed or not."""
-        return sorted(set(self.names()) | set(self.install_hints))
+        return sorted(set(self.names()) | {self.shown(k) for k in self.install_hints})
+
+    def knows(self, name: str) -> bool:
+        """Whether `name` (either spelling) is a name the toolkit knows, installed or not."""
+        key = self.key(name)
+        return key in self._items or key in self._discover() or key in self.install_hints
 
     def is_available(self, name: str) -> bool:
         """Whether `name` can be loaded without an install."""
@@ -59,7 +77,7 @@ class Registry:
 
     def get(self, name: str) -> Any:
         """Return the plugin called `name`, loading its entry point on first use."""
-        key = str(name).lower()
+        key = self.key(name)
         if key in self._items:
             return self._items[key]
         ep = self._discover().get(key)
@@ -80,9 +98,10 @@ class Registry:
 
 _EXPORT = "pip install ar-export"
 FORMATS = Registry("format", "ar.formats", {
-    **{k: _EXPORT for k in ("auto_round", "auto_gptq", "auto_awq", "llm_compressor", "mlx", "fp8", "fake")},
+    **{k: _EXPORT for k in ("auto_round", "auto_round_mlx", "auto_gptq", "auto_awq", "llm_compressor", "mlx", "fp8",
+                            "fake")},
     "gguf": "pip install 'ar-export[gguf]'",
-})
+}, spellings={"auto_round_mlx": "auto_round:mlx"})
 BACKENDS = Registry("backend", "ar.backends", {
     "torch": "pip install ar-kernels",
     "triton": "pip install 'ar-kernels[triton]'",

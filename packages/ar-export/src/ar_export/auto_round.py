@@ -51,11 +51,9 @@ def packing_format(quantized: dict[str, QuantizedTensor]) -> str | None:
 
 
 class AutoRoundFormat(Writer):
-    """Writer of the `auto_round` format (its quantization_config carries a run's rotation_config, whose online
-    rotations `ar_kernels.load` re-inserts)."""
+    """Writer of the `auto_round` format."""
 
     name = "auto_round"
-    carries_rotation = True
 
     def check(self, schemes) -> None:
         """Every scheme must be storable, and all quantized layers must share one storage family."""

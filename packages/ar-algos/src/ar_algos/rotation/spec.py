@@ -80,6 +80,18 @@ def needs_online(spec: dict[str, Any] | None) -> bool:
     return spec is not None and (spec["mode"] == "block" or "r4" in spec["mode"])
 
 
+def check_format(spec: dict[str, Any] | None, fmt: str) -> None:
+    """Raise ArError unless checkpoints of format `fmt` can hold the parsed `spec`: a rotation that leaves online
+    Hadamards (R4, block, hadamard, random) has no loader that re-inserts them. auto-round 0.16.1 re-applies at load
+    only its own transforms (one Hadamard size on every Linear but lm_head for MXFP/NVFP, or its QuaRot pass), and the
+    other formats' configs have no place for them; foldable rotations (r1, r2) live in the weights alone."""
+    if needs_online(spec):
+        raise field_error(ArError, "rotation", spec["mode"],
+                          f"a foldable rotation ('r1', 'r2', 'r1r2') with format {fmt!r}: its consumers cannot "
+                          "re-insert online rotations (auto-round 0.16.1 re-applies only its own Hadamard "
+                          "transforms at load)")
+
+
 def _block_sizes(model: nn.Module, blocks: list[str], schemes: dict[str, QuantScheme], size: int | None) -> dict:
     """Rotation order -> the block linears it rotates: `size`, else each quantized layer's group size."""
     out: dict[int, list[str]] = {}
