@@ -330,3 +330,16 @@ def test_foreign_or_corrupt_pickle_in_the_work_dir(capsys, model_dir, tmp_path, 
     assert rc == 1 and re.search(r"work_dir file '.*block_0000.pt' is corrupt or holds objects ar does not write "
                                  r"\(.*; it was not unpickled\); delete the folder .* or pass resume=False", err), err
     assert "weights_only=False" not in err and not (tmp_path / "RAN").exists()
+
+
+def test_foreign_pickle_in_the_model_folder(capsys, model_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "bad"
+    shutil.copytree(model_dir, bad)
+    (bad / "model.safetensors").unlink()
+    (bad / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload()))
+    rc, err = _cli(capsys, ["quantize", str(bad), *TUNE, "--output_dir", str(tmp_path / "out")])
+    assert rc == 1 and re.search(r"model '.*bad' holds a pickled weight file that is corrupt or carries objects other "
+                                 r"than tensors; it was not unpickled .*Use a copy with .safetensors weights", err), err
+    assert "weights_only=False" not in err and not (tmp_path / "RAN").exists()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
