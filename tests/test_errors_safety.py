@@ -343,3 +343,13 @@ def test_foreign_pickle_in_the_model_folder(capsys, model_dir, tmp_path, monkeyp
                                  r"than tensors; it was not unpickled .*Use a copy with .safetensors weights", err), err
     assert "weights_only=False" not in err and not (tmp_path / "RAN").exists()
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_quantize_then_save_removes_the_work_dir(model_dir, tmp_path):
+    """quantize() releases the lock when it returns; quantize_and_save afterwards still cleans the work dir up."""
+    ar = AutoRound(str(model_dir), iters=1, nsamples=2, seqlen=8, batch_size=2, verbose=False,
+                   work_dir=tmp_path / "w")
+    ar.quantize()
+    assert sorted(p.name for p in (tmp_path / "w").iterdir())[:2] == ["block_0000.pt", "block_0001.pt"]
+    ar.quantize_and_save(tmp_path / "q")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q"]

@@ -164,7 +164,13 @@ class WorkDir:
         self.lock.release()
 
     def remove(self) -> None:
-        """Delete ar's files (after the output is safely written), and the folder when ar made it and it is empty."""
+        """Delete ar's files (after the output is safely written), and the folder when ar made it and it is empty;
+        nothing when another run took the folder over since `release`."""
+        if self.lock.fd is None:
+            try:
+                self.lock = WorkLock.acquire(self.path)
+            except CheckpointError:
+                return
         self._delete_own_files()
         self.lock.release(cleanup=True)
         if self.made_folder and self.path.is_dir() and not any(self.path.iterdir()):
