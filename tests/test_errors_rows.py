@@ -214,7 +214,8 @@ def test_cli_and_api_refuse_an_existing_output_dir(capsys, model_dir, tmp_path):
     assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]
     _nothing_left(tmp_path / "out", keep=("tiny-w4g128",))
     rc, _ = _quantize(capsys, model_dir, tmp_path / "out", "--overwrite")
-    assert rc == 0 and (existing / "model.safetensors").is_file() and not (existing / "keep.txt").exists()
+    # --overwrite replaces what ar writes; a user's own file in the folder survives (issue 18)
+    assert rc == 0 and (existing / "model.safetensors").is_file() and (existing / "keep.txt").read_text() == "mine"
     _nothing_left(tmp_path / "out", keep=("tiny-w4g128",))
 
 

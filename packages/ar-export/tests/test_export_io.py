@@ -36,9 +36,11 @@ def test_atomic_dir_refuses_existing_unless_overwrite(tmp_path):
         with atomic_output_dir(out):
             pass
     assert (out / "old.txt").exists()
+    (out / "model.safetensors").write_bytes(b"stale weights")
     with atomic_output_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
-    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    # the files ar writes are replaced (stale weights too); a user's other files are kept
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt", "old.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 

@@ -21,9 +21,10 @@ from .act_max import any_needs_act_max, needs_act_max
 from .autoscheme import AutoScheme
 from .blocks import find_blocks, find_linears, find_lm_head, get_module, select_blocks
 from .capture import ready_samples
-from .checkpoint import WorkDir, digest, model_digest
+from .checkpoint import WorkDir, check_work_dir
 from .config import make_config
 from .driver import Job, block_groups, quantize_blocks
+from .fingerprint import digest, model_digest, source_files_digest
 from .moe import unfuse_experts
 from .placement import check_layers, parse_device_map
 from .plan import build_plan, layer_infos
@@ -31,6 +32,8 @@ from .preflight import check_before_loading, plan_notes
 from .progress import Progress
 from .rotation.spec import apply_rotation, check_format, needs_data, needs_online, parse_rotation
 from .run_info import run_info
+from .space_check import check_space
+from .worklock import WorkLock
 
 log = logging.getLogger("ar_algos")
 MODEL_FREE_FORMAT = "auto_round"
@@ -148,6 +151,7 @@ class AutoRound:
         self.records: dict[str, QuantizedTensor] | None = None
         self.autoscheme_report = None
         self._work: WorkDir | None = None
+        self._lock: WorkLock | None = None  # held by quantize_and_save from before the load until the work dir goes
         self.model: nn.Module | None = None
         self.model_free_dir = self._model_free_candidate(model, disable_model_free)
         if self.model_free_dir is None:
@@ -243,15 +247,22 @@ class AutoRound:
     def _fingerprint(self, samples: list[dict] | None) -> dict[str, str]:
         data = digest(*(x for s in samples for k in sorted(s) if isinstance(s[k], torch.Tensor)
                         for x in (k, s[k]))) if samples else "none"
-        return {"model": model_digest(self.model), "plan": digest(self.plan.to_json()), "data": data,
-                "knobs": digest(sorted(self.cfg.to_dict().items())), "rotation": digest(self.rotation)}
+        method, weights = model_digest(self.model)
+        return {"model": weights, "model_hash": method, "model_files": source_files_digest(self._source_dir()),
+                "plan": digest(self.plan.to_json()), "data": data, "knobs": digest(sorted(self.cfg.to_dict().items())),
+                "rotation": digest(self.rotation)}
+
+    def _checkpointed(self) -> bool:
+        """Whether finished blocks are checkpointed: not for plain RTN (nothing to save time on) nor AWQ."""
+        return self.cfg.calibrated and not self.cfg.awq
 
     def quantize(self, work_dir: str | Path | None = None) -> tuple[nn.Module, dict[str, QuantizedTensor]]:
         """Quantize every planned layer; returns (the model holding QDQ weights, layer name -> QuantizedTensor).
 
         With a work directory (`work_dir` here or in the constructor) every finished block is checkpointed; the
         same call after a crash continues from the next block (a different run refuses unless resume=False).
-        AWQ runs are not checkpointed: the scales folded into the norms are not part of the block records.
+        AWQ runs are not checkpointed (the scales folded into the norms are not part of the block records), nor
+        plain RTN (no calibration, nothing to save time on). The work directory is locked for the call.
         """
         if self.records is not None:
             return self.model, self.records
@@ -262,9 +273,14 @@ class AutoRound:
             self._rotate(samples)
         schemes = {n: e.scheme for n, e in self.plan.entries.items() if e.scheme.is_quantized}
         path = work_dir or self.work_dir
-        work = WorkDir(path, self._fingerprint(samples), self.resume) if path and not self.cfg.awq else None
+        work = WorkDir(path, self._fingerprint(samples), self.resume, self._lock) \
+            if path and self._checkpointed() else None
         self._work = work
         progress = Progress(len(block_groups(self.block_names, self.cfg.nblocks)), enabled=self.verbose)
+        if work is not None:
+            progress.note(f"checkpoints in {work.path} (resume fingerprint: "
+                          f"{'every weight hashed' if work.fingerprint['model_hash'] == 'full' else 'weights sampled'}"
+                          ", weight files by size, mtime and header)")
         job = Job(self.model, self.block_names, schemes, self.lm_head, samples, self.cfg, self.device,
                   self.device_map)
         deterministic = torch.are_deterministic_algorithms_enabled()
@@ -275,6 +291,8 @@ class AutoRound:
             self.records = quantize_blocks(job, work, progress)
         finally:
             torch.use_deterministic_algorithms(deterministic)
+            if work is not None and self._lock is None:
+                work.release()
         return self.model, self.records
 
     def _source_dir(self) -> Path | None:
@@ -353,15 +371,25 @@ class AutoRound:
         path = self._run_model_free(output_dir, names, overwrite)
         if path is not None:
             return None, [path]
-        if self.model is None:  # the formats are known now: check them before the weights load
-            check_before_loading(self.model_free_dir, self.scheme, names, **self._layer_args)
-            self._load(str(self.model_free_dir))
-        if self.records is None:
-            self.plan = self._plan(names[0])
-        self._formats(names)
         work_dir = self.work_dir or Path(str(Path(output_dir)).rstrip("/") + ".work")
-        self.quantize(work_dir)
-        paths = self.save_quantized(output_dir, names, overwrite=overwrite)
-        if self._work is not None:
-            self._work.remove()
+        if self.records is None and self._checkpointed():
+            check_work_dir(work_dir)
+            self._lock = WorkLock.acquire(work_dir)  # a second run into the same folder stops here, before loading
+        try:
+            if self.model is None:  # the formats are known now: check them before the weights load
+                check_before_loading(self.model_free_dir, self.scheme, names, **self._layer_args)
+                self._load(str(self.model_free_dir))
+            if self.records is None:
+                self.plan = self._plan(names[0])
+                schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
+                check_space(self.model, schemes, output_dir, len(names), work_dir if self._lock else None)
+            self._formats(names)
+            self.quantize(work_dir)
+            paths = self.save_quantized(output_dir, names, overwrite=overwrite)
+            if self._work is not None:
+                self._work.remove()
+        finally:
+            if self._lock is not None:
+                self._lock.release(cleanup=self._work is None)
+                self._lock = None
         return self.model, paths

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -223,6 +224,10 @@ def resolve_model(name_or_path: str | os.PathLike, dtype="auto", trust_remote_co
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, device_map=device_map, **kwargs)
     except ArError:
         raise
+    except pickle.UnpicklingError as exc:  # torch.load(weights_only=True) refused a pickle: never rerun it unsafely
+        raise CheckpointError(f"model {name!r} holds a pickled weight file that is corrupt or carries objects other "
+                              "than tensors; it was not unpickled (that could run code). Use a copy with "
+                              ".safetensors weights from a source you trust") from None
     except (OSError, ValueError) as exc:  # hub unreachable, repo missing, unreadable or unknown model files
         raise CheckpointError(f"cannot load model {name!r}: {exc}. A local model directory or an embedded name "
                               f"({', '.join(EMBEDDED)}) works offline") from exc

@@ -6,7 +6,9 @@
 
 A directory is built in a temporary sibling (`.<name>.tmp-*`) and renamed into place only when the block ends
 without an exception, so a crash never leaves a half-written directory under the final name (a sibling left by a
-killed process is removed by the next run writing that name).
+killed process is removed by the next run writing that name). Its folders and files get the modes a plain mkdir and
+open would give under the process's umask (as transformers' save_pretrained does), not mkdtemp's private 0700.
+Replacing an existing directory (`overwrite`) replaces the files ar writes and keeps everything else it held.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from typing import Iterator, Mapping
 import torch
 
 from .errors import CheckpointError, field_error
+from .space import free_bytes, is_no_space
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 _UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30}
-
-
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# names of an old output that a new one replaces even where it does not write them (stale weights and configs)
+_REPLACED_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".npz", ".index.json")
+_REPLACED_NAMES = ("config.json", "quantization_config.json", "generation_config.json")
 _NO_WRITE = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
@@ -41,6 +44,9 @@ def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     if final.exists() and not overwrite:
         raise field_error(CheckpointError, "output_dir", str(path),
                           "a path that does not exist yet (pass overwrite=True, or --overwrite, to replace it)")
+    if final.exists() and not final.is_dir():
+        raise field_error(CheckpointError, "output_dir", str(path), "a directory (overwrite replaces the files of an "
+                          "output directory), but it is a file")
     parent = final.parent
     while not parent.exists():
         parent = parent.parent
@@ -53,21 +59,24 @@ def check_output_dir(path: str | Path, overwrite: bool = False) -> Path:
     return final
 
 
-def _write_error(exc: OSError, path: str | Path) -> CheckpointError | None:
-    """A CheckpointError saying that writing `path` ran out of space or was refused, or None for other errors."""
-    if exc.errno in _NO_SPACE:
-        why = "ran out of disk space"
-    elif exc.errno in _NO_WRITE:
+def _write_error(exc: BaseException, path: str | Path, needed: int | None = None) -> CheckpointError | None:
+    """A CheckpointError saying that writing `path` ran out of space (with the bytes `needed` when known) or was
+    refused, or None for other errors."""
+    if is_no_space(exc):
+        need = f"about {needed} bytes needed, " if needed else ""
+        why = f"ran out of disk space ({need}{free_bytes(path)} bytes free there)"
+    elif isinstance(exc, OSError) and exc.errno in _NO_WRITE:
         why = "was refused (not writable)"
     else:
         return None
-    return CheckpointError(f"writing output_dir={str(path)!r} {why}: {exc}; nothing was left under that name. "
+    return CheckpointError(f"writing output_dir={str(path)!r} {why}; nothing was left under that name. "
                            "Free space or choose another output_dir, then rerun (a work directory resumes)")
 
 
 @contextmanager
-def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_output_dir(path: str | Path, overwrite: bool = False, needed: int | None = None) -> Iterator[Path]:
     """Yield an empty temporary sibling of `path`; on success rename it to `path` (replacing it only if `overwrite`).
+    `needed`: the bytes the output will take, when known, named if the disk fills up.
 
     Raises CheckpointError before any work when `path` cannot be written (see `check_output_dir`). On an exception
     the temporary directory is removed and `path` is left as it was; running out of space or permission becomes a
@@ -83,19 +92,52 @@ def atomic_output_dir(path: str | Path, overwrite: bool = False) -> Iterator[Pat
         raise (_write_error(exc, path) or exc) from exc
     try:
         yield tmp
+        honour_umask(tmp)
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
             os.replace(final, old / final.name)
             os.replace(tmp, final)
+            keep_user_entries(old / final.name, final)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        clear = _write_error(exc, path) if isinstance(exc, OSError) else None
+        clear = _write_error(exc, path, needed) if isinstance(exc, Exception) else None
         if clear is not None:
             raise clear from exc
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def honour_umask(root: Path) -> None:
+    """Give `root` and everything under it the modes mkdir and open give under the umask: folders 0o777, files
+    0o666 (plus the execute bits they had), less the umask."""
+    mask = current_umask()
+    for folder, dirs, files in os.walk(root):
+        os.chmod(folder, 0o777 & ~mask)
+        for name in files:
+            p = os.path.join(folder, name)
+            if not os.path.islink(p):
+                os.chmod(p, (0o666 | (os.stat(p).st_mode & 0o111)) & ~mask)
+
+
+def keep_user_entries(old: Path, new: Path) -> None:
+    """Move into `new` every entry of the replaced directory `old` that `new` lacks and that is not a weight or
+    config file ar writes (a user's notes or data survive --overwrite); folders present in both are merged alike."""
+    for entry in old.iterdir():
+        target = new / entry.name
+        if target.exists() or target.is_symlink():
+            if entry.is_dir() and not entry.is_symlink() and target.is_dir() and not target.is_symlink():
+                keep_user_entries(entry, target)
+        elif entry.name not in _REPLACED_NAMES and not entry.name.endswith(_REPLACED_SUFFIXES):
+            os.replace(entry, target)
 
 
 def open_safetensors(path: str | Path):

@@ -81,7 +81,8 @@ class Writer:
                 self.check_layer(name, qt)
         tensors = collect_tensors(self, ctx)
         qc = self.quant_config(ctx)
-        with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
+        needed = sum(t.numel() * t.element_size() for t in tensors.values())
+        with atomic_output_dir(output_dir, overwrite=overwrite, needed=needed) as tmp:
             save_sharded_safetensors(tensors, tmp, ctx.run_info.get("max_shard_size", "5GB"))
             self.write_config(model.config.to_dict(), qc, ctx, tmp)
             write_side_files(model, tmp, tokenizer, processor, source_dir)
