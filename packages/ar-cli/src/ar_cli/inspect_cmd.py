@@ -70,7 +70,7 @@ def _hf_layers(path: Path, files: list[Path]) -> tuple[dict, dict]:
             for n, (i, o) in linears.items() for p in [plans.get(n)]]
     facts = dict(method=quant_method(q) if q else None, packing=(q or {}).get("packing_format"),
                  schemes={n: p.scheme if p else None for n, p in plans.items()},
-                 ct_format=(q or {}).get("format"))
+                 ct_format=(q or {}).get("format"), in_features={n: i for n, (i, _) in linears.items()})
     return facts, rows
 
 
