@@ -87,3 +87,22 @@ def format_matrix(presets: list[str] | None = None) -> dict[str, dict[str, bool]
             continue
         out[fmt] = {p: bool(writer.supports(PRESETS[p])) for p in names}
     return out
+
+
+def consumer_matrix(presets: list[str] | None = None) -> dict[str, dict[str, list[str] | None]]:
+    """{format: {preset: consumers that load it per ar_export.capabilities ([] for a 16-bit preset), or None when
+    the format cannot store it}} over the same formats and presets as `format_matrix`."""
+    from ar_core.presets import PRESETS
+    from ar_core.registry import FORMATS
+
+    from .capabilities import CONSUMERS, YES, capability
+
+    out: dict[str, dict[str, list[str] | None]] = {}
+    for fmt, held in format_matrix(presets).items():
+        name = FORMATS.get(fmt).name
+        out[fmt] = {}
+        for p, ok in held.items():
+            s = PRESETS[p]
+            cap = capability(name, scheme_kind(s), s.bits) if ok and s.is_quantized else None
+            out[fmt][p] = None if not ok else [c for c in CONSUMERS if cap and cap.loads[c] == YES]
+    return out
