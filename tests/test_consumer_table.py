@@ -50,12 +50,14 @@ def _save(model, tok, fmt: str, preset: str, out: Path) -> dict:
     from ar_export.testing import dequantized_copy, quantize_model
 
     if fmt == "gguf":
-        from ar_export.gguf import dequantized_state_dict, export_tensors, write_gguf
+        from ar_export.gguf import dequantized_state_dict, export_tensors
+        from ar_export.gguf.writer import write_tensors
 
         mix = PRESETS[preset].gguf
-        write_gguf(model, tok, out / "tiny.gguf", mix)
+        tensors = export_tensors(model, mix)
+        write_tensors(model, tok, out / "tiny.gguf", mix, tensors)
         ref = dequantized_copy(model, {})
-        ref.load_state_dict(dequantized_state_dict(model, export_tensors(model, mix)))
+        ref.load_state_dict(dequantized_state_dict(model, tensors))
         return {"model": ref}
     q = quantize_model(model, preset)
     for qt in q.values():

@@ -138,7 +138,7 @@ def render(info: dict, rejected: bool = False) -> str:
                  if info["bits_per_weight"] else ""),
               "schemes      " + "; ".join(f"{n} x {s}" for s, n in info["scheme_counts"].items()), "consumers"]
     for name, c in info["consumers"].items():
-        lines.append(f"  {name:<13} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
+        lines.append(f"  {name:<19} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
     return "\n".join(lines + render_backends(info["layers"], rejected))
 
 

@@ -109,7 +109,9 @@ TABLE: tuple[Capability, ...] = (
     _row("auto_round", "mx_int", (4,), auto_round=YES, vllm=_VLLM_INT_ONLY),
     _row("auto_round", "nv_fp", (4,), auto_round=YES, vllm=_VLLM_INT_ONLY),
     _row("auto_round", "fp8_static", (8,), auto_round=YES, vllm=_VLLM_INT_ONLY),
-    _row("auto_round", "fp8_weight", (8,), auto_round=YES, vllm=_VLLM_INT_ONLY),
+    _row("auto_round", "fp8_weight", (8,), vllm=_VLLM_INT_ONLY,
+         auto_round="no: auto-round 0.16.1 refuses per-tensor FP8 weights on load ('group_size must be greater than "
+                    "0 or equal to -1')"),
     *(_row("auto_round:mlx", k, _MLX_BITS, mlx_lm=YES) for k in INT_KINDS),
     *(_row("auto_gptq", k, (4,), auto_round=YES, gptqmodel=YES, vllm=YES) for k in INT_KINDS),
     *(_row("auto_gptq", k, (2, 3, 8), auto_round=YES, gptqmodel=YES, vllm=YES) for k in INT_KINDS),
@@ -173,7 +175,8 @@ def verdicts(fmt: str, schemes: dict[str, QuantScheme | None],
     scheme: kept in 16 bits) and, when given, `in_features` per layer (adds `shape_limit`'s per-layer answers).
 
     A consumer loads the checkpoint when the table says "yes" for every quantized layer's kind and bits and no
-    layer's shape is outside its limits; otherwise the reason names the first layer that stops it.
+    layer's shape is outside its limits; otherwise the reason names the first layer that stops it (unless the
+    consumer does not read the format at all).
     """
     from .support import scheme_kind
 
@@ -195,7 +198,7 @@ def verdicts(fmt: str, schemes: dict[str, QuantScheme | None],
             loads = row.loads[consumer] if row else f"no: format {fmt} does not hold {kind} {s.bits}-bit"
             limit = shape_limit(consumer, s, kind, in_features[name]) if in_features and name in in_features else None
             if loads != YES or limit:
-                out[consumer] = (False, f"{loads[4:]} (layer {name}, {kind} {s.bits}-bit)" if loads != YES
-                                 else f"layer {name} {limit}")
+                where = "" if loads == _BASE[fmt].get(consumer) else f" (layer {name}, {kind} {s.bits}-bit)"
+                out[consumer] = (False, f"{loads[4:]}{where}" if loads != YES else f"layer {name} {limit}")
                 break
     return out
