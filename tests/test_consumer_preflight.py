@@ -34,8 +34,10 @@ def test_no_consumer_left_is_refused_with_advice_and_a_partial_loss_warns():
         check_consumers(get_writer("auto_round"), schemes, WIDTHS, "error")
     with pytest.warns(UserWarning, match="auto-round, vllm cannot load"):
         check_consumers(get_writer("auto_round"), schemes, WIDTHS)
-    with pytest.warns(UserWarning, match="still loads in gptqmodel"):  # auto_gptq: gptqmodel's CPU kernel runs it
+    with pytest.raises(ArError, match="gptqmodel: layer model.layers.0.mlp.down_proj"):
         check_consumers(get_writer("auto_gptq"), schemes, WIDTHS, "error")
+    with pytest.warns(UserWarning, match="still loads in mlx-lm"):  # auto_awq 4-bit: mlx-lm has no such limit
+        check_consumers(get_writer("auto_awq"), schemes, WIDTHS)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_consumers(get_writer("auto_round"), {n: parse_scheme("W4A16G64") for n in WIDTHS}, WIDTHS, "error")

@@ -155,8 +155,9 @@ def shape_limit(consumer: str, scheme: QuantScheme, kind: str, in_features: int)
     """Why `consumer` cannot run one layer of `in_features` inputs quantized with `scheme`, or None.
 
     Verified on CPU (tests/test_consumer_table.py): auto-round picks no kernel for an int layer whose group size
-    does not divide in_features (FakeActQuantLinear, which then fails in forward), and compressed-tensors refuses
-    the layer on load; vLLM's GPTQ/AWQ linear methods raise the same (declared). gptqmodel's CPU kernel runs it.
+    does not divide in_features (FakeActQuantLinear, which then fails in forward), gptqmodel's int4 CPU kernel
+    fails in forward, and compressed-tensors refuses the layer on load; vLLM's GPTQ/AWQ linear methods raise the
+    same (declared).
     """
     gs = scheme.group_size
     if isinstance(gs, tuple) or gs <= 0 or gs >= in_features or in_features % gs == 0 or kind not in INT_KINDS:
@@ -164,6 +165,8 @@ def shape_limit(consumer: str, scheme: QuantScheme, kind: str, in_features: int)
     why = {"auto-round": "auto-round has no kernel for it (FakeActQuantLinear, which fails at forward)",
            "compressed-tensors": "compressed-tensors refuses it ('tensor column shape must be divisible by the "
                                  "given group_size')",
+           "gptqmodel": "gptqmodel's CPU kernel fails in forward ('_weight_int4pack_mm_cpu: expect K to be "
+                        "divisible by qGroupSize'; seen at 4 bits, assumed for the others)",
            "vllm": "vLLM's GPTQ/AWQ linear methods raise 'The input size is not aligned with the quantized weight "
                    "shape'"}.get(consumer)
     return None if why is None else f"in_features {in_features} % group_size {gs} = {in_features % gs}: {why}"
