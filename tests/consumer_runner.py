@@ -43,7 +43,7 @@ def _transformers(folder: Path, ids: torch.Tensor, consumer: str) -> dict:
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map="cpu", **kw).eval()
     weights = {}
     for name, mod in lm.named_modules():
-        if type(mod) is not torch.nn.Linear and not isinstance(mod, torch.nn.Embedding) and name:
+        if hasattr(mod, "quantization_scheme") or type(mod) is not torch.nn.Linear:
             w = _weight(mod)
             if w is not None:
                 weights[name] = w
