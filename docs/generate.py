@@ -3,7 +3,7 @@
     python docs/generate.py            rewrite both files
     python docs/generate.py --check    exit 1 (naming the stale files) when a committed copy differs
 
-The format table comes from `ar_export.format_matrix()`, the backend table from `ar_kernels.backend_table()`.
+The format table comes from `ar_export.consumer_matrix()` (the capability table), the backend table from `ar_kernels.backend_table()`.
 Columns that depend on the machine (whether a backend is installed, where it is picked automatically) are left out
 so the files are the same on every platform; `ar list formats` / `ar list backends` show them live.
 """
@@ -23,21 +23,47 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_formats() -> str:
-    """docs/formats.md: one row per preset scheme, one column per export format ("yes" where it can be stored)."""
-    from ar_export import format_matrix
+def _cell(consumers: list[str] | None, quantized: bool, declared: tuple[str, ...]) -> str:
+    if consumers is None:
+        return "-"
+    if not quantized:
+        return "16-bit"
+    return ", ".join(c + "*" * (c in declared) for c in consumers) or "none"
 
-    matrix = format_matrix()
+
+def render_formats() -> str:
+    """docs/formats.md: one row per preset scheme, one column per export format (the consumers that load the
+    pair, "-" where the format cannot store it), then per format the declared verdict of every consumer per kind."""
+    from ar_core.presets import PRESETS
+    from ar_core.registry import FORMATS
+    from ar_export import consumer_matrix
+    from ar_export.capabilities import CONSUMERS, DECLARED, TABLE
+
+    matrix = consumer_matrix()
     formats = sorted(matrix)
     presets = list(next(iter(matrix.values())))
-    rows = [[f"`{p}`"] + ["yes" if matrix[f][p] else "-" for f in formats] for p in presets]
-    return (HEADER + "# Export formats x schemes\n\n"
-            "Which preset scheme (`ar_core.presets.PRESETS`) each export format registered in "
-            "`ar_core.registry.FORMATS` can store, as answered by each writer's `supports(scheme)` "
-            "(table `packages/ar-export/src/ar_export/support.py`). A save with a scheme a format cannot hold fails "
-            "before any quantization with an error naming the formats that can. Layers kept in 16 bits are held by "
-            "every format. Run `python docs/generate.py` after changing the table.\n\n"
-            + _table(["preset"] + [f"`{f}`" for f in formats], rows))
+    rows = [[f"`{p}`"] + [_cell(matrix[f][p], PRESETS[p].is_quantized, DECLARED) for f in formats] for p in presets]
+    parts = [HEADER + "# Export formats x schemes\n\n"
+             "Which preset scheme (`ar_core.presets.PRESETS`) each export format registered in "
+             "`ar_core.registry.FORMATS` can store, and which consumers load the result, from the one declared "
+             "capability table `packages/ar-export/src/ar_export/capabilities.py` (the writers' `supports(scheme)`, "
+             "`ar list formats` and `ar inspect` read the same table). A cell lists the consumers that load the pair; "
+             "\"-\": the format cannot store it (a save fails before any quantization with an error naming the "
+             "formats that can); \"none\": stored, but no consumer listed here loads it; \"16-bit\": layers kept "
+             "in 16 bits, held by every format. `*`: declared from the consumer's code and docs, not run here "
+             f"({', '.join(DECLARED)}); every other entry is loaded by the real consumer in "
+             "`tests/test_consumer_table.py`. A group size that does not divide a layer's in_features is a further "
+             "per-layer \"no\" for auto-round, gptqmodel, compressed-tensors and vLLM (`ar inspect` names the layer). Run "
+             "`python docs/generate.py` after changing the table.\n\n",
+             _table(["preset"] + [f"`{f}`" for f in formats], rows),
+             "\n## Why not, per format and scheme kind\n"]
+    for fmt in formats:
+        name = FORMATS.get(fmt).name
+        caps = [c for c in TABLE if c.format == name]
+        parts.append(f"\n### `{fmt}`\n\n" + _table(
+            ["kind", "bits"] + list(CONSUMERS),
+            [[c.kind, ", ".join(map(str, c.bits))] + [c.loads[k] for k in CONSUMERS] for c in caps]))
+    return "".join(parts)
 
 
 def _joined(values) -> str:

@@ -23,6 +23,7 @@ from .blocks import find_blocks, find_linears, find_lm_head, get_module, select_
 from .capture import ready_samples
 from .checkpoint import WorkDir, check_work_dir
 from .config import make_config
+from .consumer_check import check_consumers
 from .driver import Job, block_groups, quantize_blocks
 from .fingerprint import digest, model_digest, source_files_digest
 from .moe import unfuse_experts
@@ -300,8 +301,9 @@ class AutoRound:
         path = getattr(getattr(self.model, "config", None), "_name_or_path", None)
         return Path(path) if path and Path(path).is_dir() else None
 
-    def _formats(self, format: str | list[str]) -> list[Any]:
-        """Look the formats up and let each check the plan's schemes (raises ArError before any quantization)."""
+    def _formats(self, format: str | list[str], unloadable: str = "warn") -> list[Any]:
+        """Look the formats up and let each check the plan's schemes (raises ArError before any quantization), and
+        whether its consumers load this model's layer shapes (ar_algos.consumer_check, `unloadable`)."""
         requested, mix = gguf_mix_of(parse_formats(format))
         if mix is not None and self.scheme != parse_scheme(mix):
             asked = self.scheme.gguf or "not GGUF"
@@ -313,21 +315,27 @@ class AutoRound:
             raise field_error(ArError, "format", ",".join(requested), "each format once (they write into "
                               f"output_dir/<format>: {', '.join(FORMATS.key(n) for n in names)})")
         schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
+        widths = {n: m.in_features for n, m in self.model.named_modules() if n in schemes and hasattr(m, "in_features")}
         for fmt in formats:
             fmt.check(schemes)
             check_format(self.rotation, fmt.name)
+            check_consumers(fmt, schemes, widths, unloadable)
         return formats
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
-                       inplace: bool = True, processor: Any = None, overwrite: bool = False) -> list[Path]:
+                       inplace: bool = True, processor: Any = None, overwrite: bool = False,
+                       unloadable: str = "warn") -> list[Path]:
         """Write the quantized model in each format (one format: `output_dir`; several: `output_dir/<format>`).
+
+        `unloadable`: "warn" (default) or "error" when a format's consumers cannot run some layer's shape (a group
+        size that does not divide in_features); "error" refuses only when no consumer at all could load it.
 
         `processor` (a multimodal model's processor) is saved with the tokenizer by the formats that hold one.
         `output_dir` appears complete or not at all; an existing one is an error unless `overwrite`.
         """
         if self.records is None:
             raise ArError("save_quantized() needs quantize() first (or call quantize_and_save)")
-        formats = self._formats(format)
+        formats = self._formats(format, unloadable)
         model = self.model if inplace else copy.deepcopy(self.model)
         extra = {}  # a foldable rotation lives in the weights alone (check_format refused the others)
         if self.scheme.gguf and any(fmt.name == "gguf" for fmt in formats):
@@ -354,9 +362,10 @@ class AutoRound:
         return quantize_model_free(self.model_free_dir, output_dir, overwrite=overwrite, **args).path
 
     def quantize_and_save(self, output_dir: str | Path = "tmp_autoround", format: str | list[str] = "auto_round",
-                          overwrite: bool = False) -> tuple[nn.Module | None, list[Path]]:
+                          overwrite: bool = False, unloadable: str = "warn") -> tuple[nn.Module | None, list[Path]]:
         """Check the formats and `output_dir` (an existing one is an error unless `overwrite`), quantize
-        (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up.
+        (checkpointing to `<output_dir>.work` unless work_dir is set), save, clean up. `unloadable`: see
+        `save_quantized` (checked before quantizing).
 
         Model-free routing (the reference's): plain RTN (iters=0, disable_opt_rtn=True) of a local model directory
         into the auto_round format, with every layer's scheme one that model-free mode supports, is done straight
@@ -383,9 +392,9 @@ class AutoRound:
                 self.plan = self._plan(names[0])
                 schemes = {n: s for n, s in self.plan.schemes().items() if s.is_quantized}
                 check_space(self.model, schemes, output_dir, len(names), work_dir if self._lock else None)
-            self._formats(names)
+            self._formats(names, unloadable)
             self.quantize(work_dir)
-            paths = self.save_quantized(output_dir, names, overwrite=overwrite)
+            paths = self.save_quantized(output_dir, names, overwrite=overwrite, unloadable=unloadable)
             if self._work is not None:
                 self._work.remove()
         finally:

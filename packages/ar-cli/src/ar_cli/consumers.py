@@ -1,9 +1,10 @@
 """Which serving stacks can load a checkpoint, and why not when they cannot (used by `ar inspect`).
 
-Each check takes the checkpoint facts (quant_method, packing_format, per-layer schemes, whether a .gguf file is
-present) and returns (ok, reason). The rules encode the loaders' documented limits: vLLM's auto-round loader takes
-int 2/3/4/8-bit GPTQ/AWQ packings and needs one scheme across fused q/k/v and gate/up; mlx-lm reads its own
-`quantization` dict and converts AWQ and compressed-tensors at load time; llama.cpp reads GGUF only.
+The checkpoint facts (quant_method, packing_format, per-layer schemes and in_features, whether a .gguf file is
+present) name an ar format; the declared capability table (ar_export.capabilities, the same one docs/formats.md,
+`ar list formats` and the writers' support checks read) answers per consumer and per layer, with the reason. On top,
+vLLM's whole-checkpoint limits: its auto-round loader takes the GPTQ/AWQ packings only and needs one scheme across
+fused q/k/v and gate/up.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from ar_core.scheme import QuantScheme
 
 FUSED = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 VLLM_AUTO_ROUND_PACKINGS = ("auto_round:auto_gptq", "auto_round:gptq", "auto_round:auto_awq")
-TRANSFORMERS_NEEDS = {"auto-round": "pip install auto-round", "gptq": "pip install gptqmodel optimum",
-                      "awq": "pip install gptqmodel", "compressed-tensors": "pip install compressed-tensors"}
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,10 @@ class Facts:
     schemes: dict[str, QuantScheme | None]
     has_gguf: bool
     ct_format: str | None = None
+    in_features: dict[str, int] | None = None
     online_rotations: int = 0  # layers whose rotation_config entry needs an online Hadamard at inference
+
+
 _ONLINE = ("{} layers need online Hadamard rotations (rotation_config 'online'), which auto-round 0.16.1 does not "
            "re-insert (it reads rotation_config as its own schema); only ar_kernels.load runs this checkpoint")
 
@@ -55,77 +57,55 @@ def _quantized(f: Facts) -> list[QuantScheme]:
     return [s for s in f.schemes.values() if s is not None]
 
 
-def check_transformers(f: Facts) -> tuple[bool, str]:
-    """transformers (+ auto-round and the other quantizer libraries)."""
-    if f.has_gguf:
-        return True, "transformers dequantizes GGUF to float on load (gguf_file=...; needs gguf)"
-    if f.method is None:
-        return True, "16-bit checkpoint"
-    if f.method == "mlx":
-        return False, "MLX layout: load it with mlx-lm, or export --format auto_round for transformers"
-    if f.online_rotations:
-        return False, _ONLINE.format(f.online_rotations)
-    if f.method == "auto-round" and f.packing in ("mlx", "auto_round:mlx"):
-        return False, "auto_round:mlx repacks only on macOS (auto-round's MLX backend)"
-    need = TRANSFORMERS_NEEDS.get(f.method)
-    if need is None:
-        return False, f"quant_method {f.method!r} is not one transformers knows"
-    return True, f"quant_method {f.method} ({need})"
+# libraries through which transformers' from_pretrained reads a checkpoint; the one each format names in its config
+_THROUGH = ("transformers", "auto-round", "compressed-tensors", "gptqmodel", "gguf-py")
+_OWNER = {"auto_round": "auto-round", "auto_round:mlx": "auto-round", "fp8": "auto-round", "auto_gptq": "gptqmodel",
+          "auto_awq": "gptqmodel", "llm_compressor": "compressed-tensors", "gguf": "gguf-py"}
+_HOW = {"transformers": "16-bit weights", "auto-round": "pip install auto-round",
+        "compressed-tensors": "pip install compressed-tensors", "gptqmodel": "pip install gptqmodel optimum",
+        "gguf-py": "gguf_file=...; pip install gguf", "mlx-lm": "pip install mlx-lm", "llama.cpp": "declared",
+        "vllm": "declared"}
 
 
-def check_vllm(f: Facts) -> tuple[bool, str]:
-    """vLLM."""
+def checkpoint_format(f: Facts) -> str | None:
+    """The ar format name (a row family of ar_export.capabilities.TABLE) these facts describe; None if unknown."""
     if f.has_gguf:
-        return False, "GGUF in vLLM is experimental and single-file only; serve the auto_round or GPTQ export"
+        return "gguf"
     if f.method is None:
-        return True, "16-bit checkpoint"
-    if f.method == "mlx":
-        return False, "vLLM does not read the MLX layout"
-    if f.online_rotations:
-        return False, _ONLINE.format(f.online_rotations)
-    qs = _quantized(f)
-    if f.method in ("auto-round", "gptq"):
-        if f.method == "auto-round" and f.packing not in VLLM_AUTO_ROUND_PACKINGS:
-            return False, (f"packing_format {f.packing!r} is not one vLLM's auto-round loader takes "
-                           f"({', '.join(VLLM_AUTO_ROUND_PACKINGS)})")
-        bad = next((s for s in qs if s.data_type != "int" or s.bits not in (2, 3, 4, 8)), None)
-        if bad is not None:
-            return False, f"{bad.data_type} {bad.bits}-bit layers: vLLM's {f.method} loader takes int 2/3/4/8-bit"
-    if f.method == "awq" and any(s.bits != 4 for s in qs):
-        return False, "AWQ in vLLM is 4-bit only"
+        return "fake"
+    if f.method == "auto-round":
+        if f.packing in ("mlx", "auto_round:mlx"):
+            return "auto_round:mlx"
+        return "fp8" if any(isinstance(s.group_size, tuple) for s in _quantized(f)) else "auto_round"
+    return {"gptq": "auto_gptq", "awq": "auto_awq", "compressed-tensors": "llm_compressor", "mlx": "mlx"}.get(f.method)
+
+
+def _vllm_rules(f: Facts) -> str | None:
+    """vLLM limits that depend on the whole checkpoint: auto-round packings and one scheme per fused module."""
+    if f.method == "auto-round" and f.packing not in VLLM_AUTO_ROUND_PACKINGS:
+        return (f"packing_format {f.packing!r} is not one vLLM's auto-round loader takes "
+                f"({', '.join(VLLM_AUTO_ROUND_PACKINGS)})")
     mismatch = fused_mismatch(f.schemes)
-    if mismatch:
-        return False, f"{mismatch}; vLLM needs one quant config per fused module"
-    return True, f"quant_method {f.method}"
-
-
-def check_llama_cpp(f: Facts) -> tuple[bool, str]:
-    """llama.cpp."""
-    if f.has_gguf:
-        return True, "GGUF file"
-    return False, "llama.cpp reads GGUF only; export with --format gguf:q4_k_m (or another GGUF type)"
-
-
-def check_mlx_lm(f: Facts) -> tuple[bool, str]:
-    """mlx-lm."""
-    if f.has_gguf:
-        return False, "mlx-lm does not read GGUF; export with --format mlx"
-    if f.method is None:
-        return True, "16-bit checkpoint"
-    if f.method == "mlx":
-        bad = next((s for s in _quantized(f) if s.bits not in (2, 3, 4, 5, 6, 8)), None)
-        return (False, f"{bad.bits}-bit layers: MLX takes 2/3/4/5/6/8") if bad else (True, "MLX quantization dict")
-    if f.method == "awq":
-        return True, "mlx-lm converts AWQ weights at load time"
-    if f.method == "compressed-tensors" and f.ct_format in ("pack-quantized", "nvfp4-pack-quantized"):
-        return True, f"mlx-lm converts compressed-tensors {f.ct_format} at load time"
-    return False, f"mlx-lm does not read quant_method {f.method} ({f.packing or f.ct_format}); export --format mlx"
-
-
-CONSUMERS = {"transformers": check_transformers, "vllm": check_vllm, "llama.cpp": check_llama_cpp,
-             "mlx-lm": check_mlx_lm}
+    return f"{mismatch}; vLLM needs one quant config per fused module" if mismatch else None
 
 
 def consumer_support(f: Facts) -> dict[str, tuple[bool, str]]:
-    """{consumer: (can load, reason)} for every consumer in CONSUMERS."""
-    return {name: check(f) for name, check in CONSUMERS.items()}
+    """{consumer: (can load, reason)} from the declared capability table (ar_export.capabilities) per layer, with
+    each layer's in_features when the facts carry them; `transformers` answers whether transformers'
+    from_pretrained loads it through any library (auto-round, compressed-tensors, gptqmodel, gguf)."""
+    from ar_export.capabilities import verdicts
+
+    fmt = checkpoint_format(f)
+    if fmt is None:
+        why = f"quant_method {f.method!r} is not one ar's capability table knows"
+        return {c: (False, why) for c in ("transformers", "mlx-lm", "llama.cpp", "vllm")}
+    out = {c: (ok, f"{fmt} checkpoint ({_HOW[c]})" if ok else why)
+           for c, (ok, why) in verdicts(fmt, f.schemes, f.in_features).items()}
+    through = [c for c in _THROUGH if out[c][0]]
+    out["transformers"] = (True, f"through {through[0]}: {out[through[0]][1]}") if through else \
+        out[_OWNER.get(fmt, "transformers")]
+    if f.online_rotations:  # only ar's own loader re-inserts them
+        why = _ONLINE.format(f.online_rotations)
+        out.update({c: (False, why) for c in (*_THROUGH, "transformers", "vllm") if c in out})
+    extra = _vllm_rules(f) if out["vllm"][0] and fmt != "fake" else None
+    return {**out, "vllm": (False, extra)} if extra else out

@@ -79,7 +79,8 @@ def _hf_layers(path: Path, files: list[Path], trust_remote_code: bool) -> tuple[
             for n, (i, o) in linears.items() for p in [plans.get(n)]]
     facts = dict(method=quant_method(q) if q else None, packing=(q or {}).get("packing_format"),
                  schemes={n: p.scheme if p else None for n, p in plans.items()},
-                 ct_format=(q or {}).get("format"), online_rotations=_online_rotations(q))
+                 ct_format=(q or {}).get("format"), online_rotations=_online_rotations(q),
+                 in_features={n: i for n, (i, _) in linears.items()})
     return facts, rows
 
 
@@ -149,7 +150,7 @@ def render(info: dict, rejected: bool = False) -> str:
               f"size         {describe_size(info)}",
               "schemes      " + "; ".join(f"{n} x {s}" for s, n in info["scheme_counts"].items()), "consumers"]
     for name, c in info["consumers"].items():
-        lines.append(f"  {name:<13} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
+        lines.append(f"  {name:<19} {'yes' if c['ok'] else 'no ':<4} {c['reason']}")
     return "\n".join(lines + render_backends(info["layers"], rejected))
 
 

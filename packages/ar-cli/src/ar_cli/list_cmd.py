@@ -38,16 +38,20 @@ def list_schemes(shape: tuple[int, int] = REFERENCE_SHAPE) -> str:
 
 
 def list_formats() -> str:
-    """Every export format, whether it is installed, and which presets it can hold."""
-    from ar_export import format_matrix
+    """Every export format, whether it is installed, which presets it can hold, and the consumers that load them
+    (ar_export.capabilities, the table docs/formats.md shows with the reasons; `*`: declared, not run here)."""
+    from ar_export import consumer_matrix
+    from ar_export.capabilities import DECLARED
 
-    matrix = format_matrix()
+    matrix = consumer_matrix()
     registry = REGISTRIES["formats"]
-    rows = [("format", "installed", "presets it holds")]
+    rows = [("format", "installed", "loaded by", "presets it holds")]
     for name in sorted(set(registry.known_names()) | set(matrix)):
-        held = [p for p, ok in matrix.get(name, {}).items() if ok]
-        rows.append((name, "yes" if registry.is_available(name) else "no", ", ".join(held) or "-"))
-    return _table(rows)
+        held = {p: c for p, c in matrix.get(name, {}).items() if c is not None}
+        users = dict.fromkeys(c + "*" * (c in DECLARED) for cs in held.values() for c in cs)
+        rows.append((name, "yes" if registry.is_available(name) else "no", ", ".join(users) or "-",
+                     ", ".join(held) or "-"))
+    return _table(rows) + "\nper preset and with the reasons: docs/formats.md; *: declared, not run in ar's tests"
 
 
 def _joined(values) -> str:

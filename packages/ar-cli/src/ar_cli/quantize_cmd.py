@@ -58,8 +58,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                        "GGUF:Q4_K_M, ... (see `ar list schemes`)")
     main.add_argument("--recipe", choices=RECIPE_NAMES, default="default",
                       help="tuning budget filling the flags you leave unset (see `ar list recipes`)")
-    main.add_argument("--format", default="auto_round",
-                      help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (see `ar list formats`)")
+    main.add_argument("--format", help="comma list of export formats, e.g. auto_round,gguf:q4_k_m (default "
+                                       "auto_round; see `ar list formats`); an explicit format that no consumer can "
+                                       "load for this model's layer shapes is refused before quantizing")
     main.add_argument("--output_dir", default="./tmp_autoround", help="parent folder of the saved model")
     main.add_argument("--overwrite", action="store_true", help="replace the saved model's folder when it exists")
     main.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
@@ -158,7 +159,7 @@ def _clamp_batch(args: argparse.Namespace) -> str | None:
 
 
 def _formats(args: argparse.Namespace) -> list[str]:
-    formats = comma_list(args.format)
+    formats = comma_list(args.format or "auto_round")
     if not formats:
         raise UsageError("--format: give at least one format")
     for fmt in formats:
@@ -415,7 +416,8 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
         model, kwargs["tokenizer"], kwargs["layer_config"] = search_layer_config(search, args,
                                                                                  kwargs.get("layer_config"))
     quantized, paths = api(model, **kwargs).quantize_and_save(str(out_dir), format=",".join(formats),
-                                                              overwrite=args.overwrite)
+                                                              overwrite=args.overwrite,
+                                                              unloadable="warn" if args.format is None else "error")
     if quantized is None:
         print(f"model-free mode: plain RTN of a local directory was read straight from the safetensors files of "
               f"{args.model}, without loading the model (same bytes; --disable_model_free loads it instead)")

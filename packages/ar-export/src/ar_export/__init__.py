@@ -42,3 +42,10 @@ def format_matrix(presets: list[str] | None = None) -> dict[str, dict[str, bool]
     from .support import format_matrix as matrix
 
     return matrix(presets)
+
+
+def consumer_matrix(presets: list[str] | None = None) -> dict[str, dict[str, list[str] | None]]:
+    """{format: {preset: consumers that load it, or None}} for docs/formats.md (see ar_export.capabilities)."""
+    from .support import consumer_matrix as matrix
+
+    return matrix(presets)

@@ -20,6 +20,7 @@ from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
 from . import dtypes
+from .capabilities import verdicts
 from .support import check_schemes, supports
 
 SOURCE_FILES = ("chat_template.jinja", "chat_template.json", "generation_config.json", "preprocessor_config.json",
@@ -45,6 +46,11 @@ class Writer:
     def check(self, schemes: dict[str, QuantScheme]) -> None:
         """Raise ArError before any work when a layer's scheme cannot be stored in this format."""
         check_schemes(self.name, schemes)
+
+    def consumers(self, schemes: dict[str, QuantScheme],
+                  in_features: dict[str, int] | None = None) -> dict[str, tuple[bool, str]]:
+        """{consumer: (loads, reason)} for a checkpoint of these layers (ar_export.capabilities.verdicts)."""
+        return verdicts(self.name, schemes, in_features)
 
     def save_dtype(self, quantized: dict[str, QuantizedTensor]) -> torch.dtype | None:
         """dtype of the 16-bit tensors for this save (default: the class's `dtype`; None: the source checkpoint's

@@ -1,4 +1,5 @@
-"""Which scheme each format can hold: one table read by every writer's `check()` and by `format_matrix()`.
+"""Which scheme each format can hold, read from the capability table (ar_export.capabilities): every writer's
+`check()` and `format_matrix()` use it.
 
 A scheme is reduced to a *kind* (its storage family) plus its bit width; a format holds a scheme when the table lists
 the kind with that width. Layers kept in 16/32 bits are held by every format.
@@ -9,21 +10,10 @@ from __future__ import annotations
 from ar_core.errors import ArError, SchemeError, field_error
 from ar_core.scheme import QuantScheme
 
-# kind -> bit widths, per format.
-SUPPORT: dict[str, dict[str, tuple[int, ...]]] = {
-    "auto_round": {"int_sym": (2, 3, 4, 8), "int_asym": (2, 3, 4, 8), "mx_fp": (4, 8), "mx_int": (4,),
-                   "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,)},
-    "auto_round:mlx": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8)},
-    "auto_gptq": {"int_sym": (2, 3, 4, 8), "int_asym": (2, 3, 4, 8)},
-    "auto_awq": {"int_sym": (4,), "int_asym": (4,)},
-    "llm_compressor": {"int_sym": (2, 4, 8), "int_asym": (2, 4, 8), "int_w8a8": (8,), "mx_fp": (4, 8),
-                       "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,), "fp8_block": (8,)},
-    "mlx": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8)},
-    "fp8": {"fp8_block": (8,)},
-    "fake": {"int_sym": (2, 3, 4, 5, 6, 8), "int_asym": (2, 3, 4, 5, 6, 8), "int_w8a8": (8,), "int_act": (4, 8),
-             "mx_fp": (4, 6, 8), "mx_int": (2, 4, 8), "nv_fp": (4,), "fp8_static": (8,), "fp8_weight": (8,),
-             "fp8_block": (8,), "fp8_dynamic": (8,), "gguf": (2, 3, 4, 5, 6, 8)},
-}
+from .capabilities import formats, kinds
+
+# kind -> bit widths, per format: read from the capability table (ar_export.capabilities.TABLE)
+SUPPORT: dict[str, dict[str, tuple[int, ...]]] = {fmt: kinds(fmt) for fmt in formats()}
 
 
 def scheme_kind(s: QuantScheme) -> str:
@@ -96,4 +86,23 @@ def format_matrix(presets: list[str] | None = None) -> dict[str, dict[str, bool]
         except ArError:
             continue
         out[fmt] = {p: bool(writer.supports(PRESETS[p])) for p in names}
+    return out
+
+
+def consumer_matrix(presets: list[str] | None = None) -> dict[str, dict[str, list[str] | None]]:
+    """{format: {preset: consumers that load it per ar_export.capabilities ([] for a 16-bit preset), or None when
+    the format cannot store it}} over the same formats and presets as `format_matrix`."""
+    from ar_core.presets import PRESETS
+    from ar_core.registry import FORMATS
+
+    from .capabilities import CONSUMERS, YES, capability
+
+    out: dict[str, dict[str, list[str] | None]] = {}
+    for fmt, held in format_matrix(presets).items():
+        name = FORMATS.get(fmt).name
+        out[fmt] = {}
+        for p, ok in held.items():
+            s = PRESETS[p]
+            cap = capability(name, scheme_kind(s), s.bits) if ok and s.is_quantized else None
+            out[fmt][p] = None if not ok else [c for c in CONSUMERS if cap and cap.loads[c] == YES]
     return out

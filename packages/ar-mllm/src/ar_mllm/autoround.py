@@ -109,18 +109,18 @@ class AutoRoundMLLM:
         return self.autoround.quantize(work_dir)
 
     def save_quantized(self, output_dir: str | Path, format: str | list[str] = "auto_round",
-                       inplace: bool = True, overwrite: bool = False) -> list[Path]:
+                       inplace: bool = True, overwrite: bool = False, unloadable: str = "warn") -> list[Path]:
         """Write each format (see AutoRound.save_quantized), then the processor files and the ar template."""
-        paths = self.autoround.save_quantized(output_dir, format, inplace, overwrite=overwrite)
+        paths = self.autoround.save_quantized(output_dir, format, inplace, overwrite=overwrite, unloadable=unloadable)
         for path in paths:
             self.save_processor_files(path)
         return paths
 
     def quantize_and_save(self, output_dir: str | Path = "tmp_autoround", format: str | list[str] = "auto_round",
-                          overwrite: bool = False):
-        """Quantize and save in each format (an existing `output_dir` is an error unless `overwrite`); returns
-        (model, output paths)."""
-        model, paths = self.autoround.quantize_and_save(output_dir, format, overwrite)
+                          overwrite: bool = False, unloadable: str = "warn"):
+        """Quantize and save in each format (an existing `output_dir` is an error unless `overwrite`; `unloadable`:
+        see AutoRound.save_quantized); returns (model, output paths)."""
+        model, paths = self.autoround.quantize_and_save(output_dir, format, overwrite, unloadable)
         for path in paths:
             self.save_processor_files(path)
         return model, paths

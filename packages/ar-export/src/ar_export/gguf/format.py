@@ -12,6 +12,7 @@ from ar_core.presets import GGUF_MIXES, GGUF_TYPES
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
+from ..support import supports
 from .mix import check_mix
 from .writer import record_type, rule_schemes, write_gguf
 
@@ -22,9 +23,12 @@ class GGUFFormat:
     name = "gguf"
 
     def supports(self, scheme: QuantScheme) -> bool:
-        """True for 16/32-bit layers and schemes that are one of llama.cpp's types (q4_0 ... q6_k)."""
+        """True for 16/32-bit layers and schemes that are one of llama.cpp's types (q4_0 ... q6_k) and that the
+        capability table (ar_export.capabilities) lists for gguf."""
         if not scheme.is_quantized:
             return True
+        if not supports(self.name, scheme):
+            return False
         probe = QuantizedTensor(codes=None, scale=None, zero=None, scheme=scheme, shape=(0, 0))
         try:
             record_type(probe)
