@@ -328,7 +328,7 @@ def test_foreign_or_corrupt_pickle_in_the_work_dir(capsys, model_dir, tmp_path, 
     block.write_bytes(pickle.dumps(_Payload()) if what == "malicious" else b"\x80\x04garbage")
     rc, err = _cli(capsys, argv)
     assert rc == 1 and re.search(r"work_dir file '.*block_0000.pt' is corrupt or holds objects ar does not write "
-                                 r"\(.*; it was not unpickled\); delete the folder .* or pass resume=False", err), err
+                                 r"\(.*; it was not unpickled\); delete the folder .* or pass (--no-resume|resume=False)", err), err
     assert "weights_only=False" not in err and not (tmp_path / "RAN").exists()
 
 

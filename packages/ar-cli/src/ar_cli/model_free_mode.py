@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ar_eval.size import describe_size, size_report
+from ar_eval.size import saved_summary
 
 from .flags import UsageError
 
@@ -61,6 +61,5 @@ def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, 
                                  ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt,
                                  overwrite=args.overwrite)
     print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
-    size = size_report(result.path, trust_remote_code=args.trust_remote_code)
-    print(f"saved {result.path}: {describe_size(size.to_dict())}")
+    print(f"saved {result.path}: {saved_summary(result.path, args.trust_remote_code)}")
     return result.path

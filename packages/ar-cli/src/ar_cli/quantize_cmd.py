@@ -14,7 +14,7 @@ from ar_core.io import check_output_dir
 from ar_core.presets import parse_scheme
 from ar_core.registry import ALGORITHMS, FORMATS
 from ar_core.scheme import QuantScheme
-from ar_eval.size import describe_size, size_report
+from ar_eval.size import saved_summary
 
 from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
 from .autoscheme_mode import check_autoscheme, make_search, search_layer_config
@@ -422,8 +422,7 @@ def _quantize(args: argparse.Namespace, formats: list[str], user_set: set[str]) 
         print(f"model-free mode: plain RTN of a local directory was read straight from the safetensors files of "
               f"{args.model}, without loading the model (same bytes; --disable_model_free loads it instead)")
     for path in paths:
-        size = size_report(path, trust_remote_code=args.trust_remote_code)
-        print(f"saved {path}: {describe_size(size.to_dict())}")
+        print(f"saved {path}: {saved_summary(path, args.trust_remote_code)}")
     return paths
 
 

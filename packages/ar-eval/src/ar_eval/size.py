@@ -140,3 +140,13 @@ def describe_size(report: dict) -> str:
     if report.get("quantized_bits_per_weight"):
         text += f", {report['quantized_bits_per_weight']:.3f} in the quantized layers alone"
     return text
+
+
+def saved_summary(path: str | Path, trust_remote_code: bool = False) -> str:
+    """describe_size of a just-saved checkpoint; its size on disk alone when counting its parameters would need the
+    model's own code and `trust_remote_code` is off."""
+    try:
+        return describe_size(size_report(path, trust_remote_code=trust_remote_code).to_dict())
+    except CheckpointError:
+        disk = sum(f.stat().st_size for f in weight_files(path))
+        return f"{disk / 2**20:.1f} MiB on disk (parameters not counted: the model's own code was not run)"

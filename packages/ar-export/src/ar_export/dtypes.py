@@ -29,7 +29,7 @@ def model_dtype(model: Any) -> torch.dtype:
 
 def source_dtype(source_dir: str | Path | None) -> torch.dtype | None:
     """The 16-bit dtype of the source checkpoint in `source_dir`: config.json `dtype` / `torch_dtype`, else the most
-    common float dtype of its safetensors headers; None when unknown or not 16-bit."""
+    common float dtype (by bytes) of the `.weight` tensors in its safetensors headers; None if unknown or not 16-bit."""
     if source_dir is None or not Path(source_dir).is_dir():
         return None
     src = Path(source_dir)
@@ -44,7 +44,9 @@ def source_dtype(source_dir: str | Path | None) -> torch.dtype | None:
         with open(f, "rb") as fh:
             (n,) = struct.unpack("<Q", fh.read(8))
             header = json.loads(fh.read(n))
-        counts.update(t["dtype"] for k, t in header.items() if k != "__metadata__" and t["dtype"] in FLOAT_CODES)
+        for name, t in header.items():  # float `.weight` tensors only: scales of packed layers are not the model's
+            if name.endswith(".weight") and t["dtype"] in FLOAT_CODES:
+                counts[t["dtype"]] += t["data_offsets"][1] - t["data_offsets"][0]
     return HALF.get(counts.most_common(1)[0][0]) if counts else None
 
 
