@@ -41,14 +41,15 @@ def _transformers(folder: Path, ids: torch.Tensor, consumer: str) -> dict:
         kw["gguf_file"] = next(folder.glob("*.gguf")).name
     dtype = torch.bfloat16 if (folder / "act_quant").exists() else torch.float32
     lm = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, device_map="cpu", **kw).eval()
+    with torch.no_grad():  # first: compressed-tensors decompresses every module in its first forward's hook
+        logits = lm(ids).logits.float()
     weights = {}
     for name, mod in lm.named_modules():
         if hasattr(mod, "quantization_scheme") or type(mod) is not torch.nn.Linear:
             w = _weight(mod)
             if w is not None:
                 weights[name] = w
-    with torch.no_grad():
-        return {"logits": lm(ids).logits.float(), "weights": weights}
+    return {"logits": logits, "weights": weights}
 
 
 def _mlx_lm(folder: Path, ids: torch.Tensor) -> dict:
