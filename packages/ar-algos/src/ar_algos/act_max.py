@@ -7,14 +7,13 @@ it already runs and stores it as `QuantizedTensor.extras['act_max']` (float32 sc
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import torch
 from torch import nn
 
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
+
+from .rtn import collect_inputs
 
 
 def needs_act_max(s: QuantScheme) -> bool:
@@ -28,26 +27,9 @@ def any_needs_act_max(schemes: dict[str, QuantScheme]) -> bool:
     return any(needs_act_max(s) for s in schemes.values())
 
 
-@contextmanager
-def collect_act_max(layers: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
+def collect_act_max(layers: dict[str, nn.Module]):
     """While active, keep the running max of |input| of every layer (float32 scalar on the CPU) in the yielded dict."""
-    stats: dict[str, torch.Tensor] = {}
-
-    def hook_for(name):
-        def hook(_module, args):
-            x = args[0].detach()
-            if x.numel() == 0:
-                return
-            amax = x.abs().max().float().cpu()
-            stats[name] = torch.maximum(stats[name], amax) if name in stats else amax
-        return hook
-
-    handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]
-    try:
-        yield stats
-    finally:
-        for h in handles:
-            h.remove()
+    return collect_inputs(layers, lambda x: x.abs().max().float().cpu(), torch.maximum)
 
 
 def static_layers(layers: dict[str, nn.Module], schemes: dict[str, QuantScheme]) -> dict[str, nn.Module]:

@@ -37,15 +37,18 @@ def rtn_layers(layers: dict[str, nn.Module], schemes: dict[str, QuantScheme],
 
 
 @contextmanager
-def collect_imatrix(layers: dict[str, nn.Module]) -> Iterator[dict[str, torch.Tensor]]:
-    """While active, sum x^2 per input channel of every layer's input (over all tokens) into the yielded dict."""
+def collect_inputs(layers: dict[str, nn.Module], statistic, combine) -> Iterator[dict[str, torch.Tensor]]:
+    """While active, keep per layer `combine(previous, statistic(input))` over every forward in the yielded dict
+    (inputs with no elements are skipped)."""
     stats: dict[str, torch.Tensor] = {}
 
     def hook_for(name):
         def hook(_module, args):
-            x = args[0].detach().float()
-            sq = x.reshape(-1, x.shape[-1]).pow(2).sum(0)
-            stats[name] = stats[name] + sq if name in stats else sq
+            x = args[0].detach()
+            if x.numel() == 0:
+                return
+            value = statistic(x)
+            stats[name] = combine(stats[name], value) if name in stats else value
         return hook
 
     handles = [layer.register_forward_pre_hook(hook_for(name)) for name, layer in layers.items()]
@@ -54,3 +57,8 @@ def collect_imatrix(layers: dict[str, nn.Module]) -> Iterator[dict[str, torch.Te
     finally:
         for h in handles:
             h.remove()
+
+
+def collect_imatrix(layers: dict[str, nn.Module]):
+    """While active, sum x^2 per input channel of every layer's input (over all tokens) into the yielded dict."""
+    return collect_inputs(layers, lambda x: x.float().reshape(-1, x.shape[-1]).pow(2).sum(0), torch.add)
