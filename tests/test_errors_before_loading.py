@@ -12,7 +12,7 @@ import pytest
 
 import ar_algos.models
 from ar_algos import AutoRound
-from ar_cli.main import main
+from ar_cli.testing import run_cli as _cli
 from ar_core.errors import DataError, LayerConfigError, SchemeError
 from ar_core.presets import parse_scheme
 from ar_export.testing import save_tiny_model
@@ -44,14 +44,6 @@ def data_files(tmp_path_factory):
     return root
 
 
-def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
 
 
 def _nothing_left(out: Path) -> None:

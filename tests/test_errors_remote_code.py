@@ -15,6 +15,7 @@ import pytest
 
 from ar_algos import AutoRound
 from ar_cli.main import main
+from ar_cli.testing import run_cli
 from ar_export.testing import calibration_texts, save_tiny_model
 
 NEEDLE = r"needs its own Python code to load \(config.json: configuration_x.XConfig.*no --trust_remote_code"
@@ -50,12 +51,8 @@ def yes_on_stdin(monkeypatch):
 
 
 def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and "[y/N]" not in err
+    rc, err = run_cli(capsys, argv)
+    assert "[y/N]" not in err
     return rc, err
 
 

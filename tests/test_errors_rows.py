@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ar_algos import AutoRound
-from ar_cli.main import main
+from ar_cli.testing import run_cli as _cli
 from ar_core.errors import ArError, CheckpointError, DataError, LayerConfigError, PluginError
 from ar_export.testing import calibration_texts, save_tiny_model
 
@@ -47,15 +47,6 @@ def _broken(model_dir: Path, tmp_path: Path, how: str) -> Path:
     return path
 
 
-def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    """Run `ar ARGV` in-process; (exit code, stderr). Usage errors exit 2 through argparse."""
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
 
 
 def _nothing_left(root: Path, keep: tuple[str, ...] = ()) -> None:

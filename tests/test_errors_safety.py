@@ -23,7 +23,7 @@ from ar_algos import AutoRound
 from ar_algos.checkpoint import WorkDir
 from ar_algos.tiny import random_samples, tiny_model
 from ar_algos.worklock import WorkLock
-from ar_cli.main import main
+from ar_cli.testing import run_cli as _cli
 from ar_core.errors import CheckpointError
 from ar_core.io import atomic_output_dir, save_sharded_safetensors
 from ar_export.testing import save_tiny_model
@@ -37,14 +37,6 @@ def model_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("safety") / "tiny")
 
 
-def _cli(capsys, argv: list[str]) -> tuple[int, str]:
-    try:
-        rc = main(argv)
-    except SystemExit as exc:
-        rc = exc.code
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return rc, err
 
 
 def _user_files(folder: Path) -> dict[str, str]:
