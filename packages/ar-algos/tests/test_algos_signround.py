@@ -10,6 +10,7 @@ from ar_algos.config import make_config
 from ar_algos.rtn import rtn_layers
 from ar_algos.signround import masked_mse, signround_block
 from ar_algos.tiny import random_samples, tiny_model
+from ar_core.errors import ArError
 from ar_core.presets import parse_scheme
 
 W2 = parse_scheme("W2G32")
@@ -101,6 +102,15 @@ def test_lr_rules_and_recipes():
     assert make_config("rtn").algorithm == "rtn" and make_config("opt-rtn").algorithm == "opt-rtn"
     assert make_config(iters=0).algorithm == "opt-rtn" and make_config().algorithm == "signround"
     assert make_config("best", iters=10).iters == 10  # the user's knob wins over the recipe
+
+
+def test_disable_opt_rtn_means_a_plain_rtn_start_as_in_the_reference():
+    assert make_config(iters=5).start_from_opt_rtn  # our default: the optimized-RTN start
+    assert not make_config(iters=5, disable_opt_rtn=True).start_from_opt_rtn
+    assert not make_config("rtn", iters=5).start_from_opt_rtn
+    assert make_config(iters=0, disable_opt_rtn=True).algorithm == "rtn"
+    with pytest.raises(ArError, match="start_from_opt_rtn"):
+        make_config(iters=5, disable_opt_rtn=True, start_from_opt_rtn=True)
 
 
 @pytest.mark.parametrize("from_opt_rtn", [True, False])

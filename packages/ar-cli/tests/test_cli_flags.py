@@ -6,7 +6,7 @@ import pytest
 
 from ar_cli.flags import UsageError, group_size, relaxed_json
 from ar_cli.main import build_parser, main
-from ar_cli.quantize_cmd import autoround_kwargs, build_scheme, output_name, route_algorithm
+from ar_cli.quantize_cmd import autoround_kwargs, build_scheme, check_flags, output_name, route_algorithm
 from ar_core.presets import parse_scheme
 
 
@@ -25,7 +25,6 @@ def _usage_error(capsys, argv) -> str:
     (["quantize", "m", "--iters", "0", "--lr", "0.1"], "--lr"),
     (["quantize", "m", "--recipe", "rtn", "--minmax_lr", "0.1"], "--minmax_lr"),
     (["quantize", "m", "--recipe", "opt-rtn", "--adam"], "--adam"),
-    (["quantize", "m", "--iters", "10", "--disable_opt_rtn"], "--disable_opt_rtn"),
     (["quantize", "m", "--bits", "7"], "bits=7"),
     (["quantize", "m", "--scheme", "W9"], "scheme='W9'"),
     (["quantize", "m", "--format", "auto_round,foo"], "'foo'"),
@@ -106,6 +105,17 @@ def test_route_algorithm_sets_iters():
     args = _args(["--algorithm", "awq,auto_round", "--iters", "3"])
     route_algorithm(args)
     assert (args.iters, args.disable_opt_rtn, args.awq) == (3, None, True)
+
+
+def test_disable_opt_rtn_with_iters_starts_signround_from_plain_rtn():
+    from ar_algos.config import make_config
+
+    args = _args(["--iters", "10", "--disable_opt_rtn"])
+    check_flags(args, ["auto_round"], {"iters", "disable_opt_rtn"})
+    kw = autoround_kwargs(args, parse_scheme("W4A16"), lambda model, scheme=None, **knobs: None,
+                          {"iters", "disable_opt_rtn"})
+    cfg = make_config(**{k: v for k, v in kw.items() if k != "scheme"})
+    assert (cfg.algorithm, cfg.start_from_opt_rtn) == ("signround", False)
 
 
 def test_autoround_kwargs_pass_set_flags_only():

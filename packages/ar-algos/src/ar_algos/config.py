@@ -118,4 +118,18 @@ def make_config(recipe: str | None = None, **knobs: Any) -> TuneConfig:
     if unknown:
         raise field_error(ArError, "option", unknown[0], f"one of {sorted(known)}")
     values = {**RECIPES[name], **{k: v for k, v in knobs.items() if v is not None}}
-    return validate(TuneConfig(**values))
+    return validate(TuneConfig(**reference_start(values, knobs.get("start_from_opt_rtn"))))
+
+
+def reference_start(values: dict[str, Any], start_from_opt_rtn: Any) -> dict[str, Any]:
+    """`values` with the reference's meaning of disable_opt_rtn=True when iters > 0: SignRound starts from plain
+    RTN (start_from_opt_rtn=False). Our default start (optimized RTN) stays when disable_opt_rtn is not set; asking
+    for both is a contradiction (ArError)."""
+    iters = values.get("iters", TuneConfig.iters)
+    if values.get("disable_opt_rtn") is not True or not isinstance(iters, int) or iters <= 0:
+        return values
+    if start_from_opt_rtn is True:
+        raise field_error(ArError, "start_from_opt_rtn", True,
+                          "False or None with disable_opt_rtn=True and iters > 0 (SignRound then starts from plain "
+                          "RTN, as in the reference)")
+    return {**values, "start_from_opt_rtn": False}

@@ -103,7 +103,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                          "(AWQ + tuning); sets --iters accordingly")
     p.set_defaults(awq=None)  # set by --algorithm awq
     tun.add_argument("--adam", "--enable_adam", action="store_true", default=None, help="Adam instead of sign-SGD")
-    tun.add_argument("--disable_opt_rtn", action="store_true", default=None, help="plain RTN when --iters 0")
+    tun.add_argument("--disable_opt_rtn", action="store_true", default=None,
+                     help="plain RTN when --iters 0; with --iters > 0 SignRound starts from plain RTN (as in the reference)")
     tun.add_argument("--seed", type=int)
     tun.add_argument("--rotation", help="Hadamard rotation before quantizing: hadamard, random, block, block:64 "
                                         "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; only folded ones "
@@ -253,8 +254,6 @@ def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]
             if name in user_set:
                 raise UsageError(f"--{name} has no effect with --iters 0 (RTN, recipe {args.recipe}): drop it or "
                                  "set --iters > 0")
-    if "disable_opt_rtn" in user_set and args.iters:
-        raise UsageError(f"--disable_opt_rtn only applies with --iters 0, not --iters {args.iters}")
     if args.quant_lm_head:
         bad = [f for f in formats if not f.lower().startswith(LM_HEAD_FORMATS)]
         if bad:

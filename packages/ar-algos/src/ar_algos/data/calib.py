@@ -12,7 +12,7 @@ import torch.utils.data
 
 from ar_core.errors import ArError, DataError, field_error
 
-from .samples import token_samples
+from .samples import token_samples, whole_samples
 from .sources import LocalFile, hub_offline, hub_reachable, local_path_kind, resolve_source
 from .spec import DatasetSpec, parse_dataset_spec
 
@@ -79,9 +79,9 @@ def _spec_samples(tokenizer, specs: list[DatasetSpec], nsamples: int, seqlen: in
     return mixed[:nsamples]
 
 
-def _user_strings(tokenizer, texts: list[str], nsamples: int, seqlen: int, seed: int) -> list[list[int]]:
-    spec = DatasetSpec("list of strings")
-    return token_samples(tokenizer, texts, spec, seqlen, nsamples, concat=False, seed=seed)
+def _user_strings(tokenizer, texts: list[str], nsamples: int, seqlen: int) -> list[list[int]]:
+    """The user's strings in their order (as the reference takes them): truncated to seqlen, shorter ones dropped."""
+    return whole_samples(tokenizer, texts, DatasetSpec("list of strings"), seqlen, nsamples)
 
 
 def _trailing_pad_mask(ids: torch.Tensor, pad_id: int | None) -> torch.Tensor:
@@ -162,7 +162,7 @@ def _pairs(tokenizer, dataset: Any, nsamples: int, seqlen: int, seed: int) -> li
     elif isinstance(dataset, torch.utils.data.DataLoader):
         return _user_tokens(_loader_items(dataset), seqlen, pad_id)[:nsamples]
     elif isinstance(dataset, (list, tuple)) and dataset and all(isinstance(d, str) for d in dataset):
-        ids = _user_strings(tokenizer, list(dataset), nsamples, seqlen, seed)
+        ids = _user_strings(tokenizer, list(dataset), nsamples, seqlen)
     elif isinstance(dataset, (list, tuple)) and dataset:
         return _user_tokens(list(dataset), seqlen, pad_id)[:nsamples]
     else:
@@ -178,7 +178,8 @@ def get_calibration_data(tokenizer, dataset=None, nsamples: int = 128, seqlen: i
     `dataset` is a spec string (see `ar_algos.data.spec`; e.g. "wiki", "pile-10k:num=64,./mine.jsonl"), a file
     path, a list of strings, a list of token tensors or dicts with input_ids, or a torch DataLoader; None picks
     `default_dataset()` (falling back to "wiki" when the hub cannot be reached). Samples shorter than seqlen are
-    dropped (unless concatenated), longer ones truncated; shuffling and mixing are seeded.
+    dropped (unless concatenated), longer ones truncated; shuffling and mixing of datasets are seeded, a list of
+    strings is taken in its order (as the reference does).
     """
     nsamples, seqlen = _check_int("nsamples", nsamples, 1), _check_int("seqlen", seqlen, 2)
     seed = _check_int("seed", seed, 0)
