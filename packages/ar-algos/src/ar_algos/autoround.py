@@ -99,7 +99,8 @@ class AutoRound:
     dynamic_max_gap, enable_adam, amp, low_gpu_mem_usage, enable_torch_compile, seed, deterministic) follow the
     reference's meaning. start_from_opt_rtn (default True): SignRound starts from the optimized-RTN scales of
     sym int layers (imatrix-weighted search, then max_scale in [0, 2] multiplies them, like the reference's
-    enable_alg_ext) instead of plain RTN.
+    enable_alg_ext) instead of plain RTN; disable_opt_rtn=True with iters > 0 starts from plain RTN, as in the
+    reference. A list of strings as `dataset` is used in its order (the reference's), not shuffled.
     device: where each block is processed (default CUDA when available); the model itself stays where it is.
     device_map: spreads the linears of the block being tuned over several devices instead: "0,1", a list of
     devices, "auto" (every GPU), or a dict {layer name (or its last parts, e.g. "mlp.down_proj"): device} (the
