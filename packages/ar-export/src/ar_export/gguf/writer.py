@@ -228,6 +228,14 @@ def write_tensors(model, tokenizer, out_path: str | os.PathLike, mix: str, tenso
     return out_path
 
 
+def file_order(t: GGUFTensor) -> tuple[int, int, str]:
+    """Order of tensors in the file, independent of how the model lists them: token embeddings, then blocks by
+    number, then the rest (output norm, output), by name within each."""
+    if t.name.startswith("blk."):
+        return 1, int(t.name.split(".")[1]), t.name
+    return (0 if t.name.startswith("token_embd") else 2), 0, t.name
+
+
 def _write(model, tokenizer, path: Path, mix: str, arch, tensors: list[GGUFTensor]) -> None:
     w = gguf.GGUFWriter(path, arch.gguf_name)
     w.add_name(Path(str(getattr(model.config, "_name_or_path", "") or "model")).name or "model")
@@ -238,7 +246,7 @@ def _write(model, tokenizer, path: Path, mix: str, arch, tensors: list[GGUFTenso
         write_tokenizer(w, tokenizer, int(model.config.vocab_size), model.config.model_type)
     else:
         write_special_ids(w, model.config)
-    for t in tensors:
+    for t in sorted(tensors, key=file_order):
         if t.qtype in ("f32", "f16"):
             w.add_tensor(t.name, t.data)
         else:

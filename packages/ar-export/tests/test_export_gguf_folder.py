@@ -1,0 +1,101 @@
+"""GGUF from a checkpoint folder without transformers (convert_folder, `ar-gguf`): the file is byte-identical to what
+write_gguf writes from a transformers model holding the same weights and tokenizer, for float, auto_round and
+auto_gptq folders, and no transformers module is imported on the way."""
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+gguf = pytest.importorskip("gguf")
+transformers = pytest.importorskip("transformers")
+
+from ar_core.errors import CheckpointError  # noqa: E402
+from ar_core.registry import FORMATS  # noqa: E402
+from ar_export import register_all  # noqa: E402
+from ar_export.gguf import convert_folder, read_folder, write_gguf  # noqa: E402
+from ar_export.gguf.cli import main  # noqa: E402
+from ar_export.gguf.folder import gguf_records  # noqa: E402
+from ar_export.testing import quantize_model, save_tiny_model, tiny_llama, tiny_tokenizer  # noqa: E402
+
+register_all()
+
+
+def in_workspace(folder, out, mix):
+    """write_gguf from a transformers model built from the folder's config, holding the folder's weights."""
+    model_view, records = read_folder(folder)
+    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(str(folder)),
+                                                          dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(model_view.state_dict(), strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
+    return write_gguf(model, tokenizer, out, mix, gguf_records(records))
+
+
+def saved(tmp_path, fmt, scheme, tie=False):
+    model, tok = tiny_llama(tie_word_embeddings=tie), tiny_tokenizer()
+    if fmt is None:
+        return save_tiny_model(tmp_path / "float", tie_word_embeddings=tie)
+    return FORMATS.get(fmt).save(tmp_path / fmt, model, quantize_model(model, scheme), tokenizer=tok)
+
+
+@pytest.mark.parametrize("fmt, scheme, mix, tie", [
+    (None, None, "q4_k_m", True),
+    ("auto_round", "W4A16G32", "q4_0", False),  # sym g32: records packed as q4_0
+    ("auto_round", "W4A16", "q4_k_m", False),  # g128: dequantized and re-quantized by the mix
+    ("auto_gptq", "W8A16", "q8_0", False),
+])
+def test_folder_gguf_is_byte_identical_to_the_in_workspace_writer(tmp_path, fmt, scheme, mix, tie):
+    folder = saved(tmp_path, fmt, scheme, tie)
+    ours = convert_folder(folder, tmp_path / "folder.gguf", mix)
+    theirs = in_workspace(folder, tmp_path / "workspace.gguf", mix)
+    assert ours.read_bytes() == theirs.read_bytes()
+    reader = gguf.GGUFReader(ours)
+    assert reader.fields["general.architecture"].contents() == "llama"
+    assert len(reader.fields["tokenizer.ggml.tokens"].data) == 384
+
+
+def test_records_of_a_gguf_type_are_packed_as_is(tmp_path):
+    model = tiny_llama()
+    quantized = quantize_model(model, "W4A16G32")
+    folder = FORMATS.get("auto_round").save(tmp_path / "q", model, quantized, tokenizer=tiny_tokenizer())
+    _, records = read_folder(folder)
+    name = "model.layers.0.mlp.down_proj"
+    assert torch.equal(records[name].codes, quantized[name].codes)
+    assert torch.equal(records[name].zero, quantized[name].zero)
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(convert_folder(folder, tmp_path / "q.gguf",
+                                                                                 "q4_0")).tensors}
+    assert types["blk.0.ffn_down.weight"] == "Q4_0"
+
+
+def test_the_folder_path_imports_no_transformers(tmp_path):
+    folder = saved(tmp_path, "auto_round", "W4A16G32")
+    code = ("import sys; from ar_export.gguf import convert_folder; "
+            f"convert_folder({str(folder)!r}, {str(tmp_path / 'x.gguf')!r}, 'q4_0'); "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'transformers'], 'transformers imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_command_writes_the_file_and_names_bad_input(tmp_path, capsys):
+    folder = saved(tmp_path, None, None)
+    assert main([str(folder), str(tmp_path / "m.gguf"), "--mix", "q8_0"]) == 0
+    assert gguf.GGUFReader(tmp_path / "m.gguf").fields["general.file_type"].contents() == 7  # MOSTLY_Q8_0
+    assert main([str(tmp_path), str(tmp_path / "n.gguf")]) == 2
+    assert "no .safetensors files" in capsys.readouterr().err
+
+
+def test_unsupported_packing_and_missing_tokenizer_json_are_named(tmp_path):
+    folder = saved(tmp_path, "auto_round", "W4A16")
+    config = json.loads((folder / "config.json").read_text())
+    config["quantization_config"]["packing_format"] = "auto_round:auto_awq"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="packing_format"):
+        convert_folder(folder, tmp_path / "a.gguf")
+    plain = save_tiny_model(tmp_path / "plain")
+    (plain / "tokenizer.json").unlink()
+    (plain / "tokenizer.model").write_bytes(io.BytesIO(b"x").getvalue())
+    with pytest.raises(CheckpointError, match="tokenizer.model only"):
+        convert_folder(plain, tmp_path / "b.gguf")
