@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,21 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = sorted(p.name for p in (ROOT / "packages").iterdir() if (p / "pyproject.toml").is_file())
-
-
-def _uv() -> list[str]:
-    exe = os.environ.get("UV") or shutil.which("uv")
-    if exe:
-        return [exe]
-    return [sys.executable, "-m", "uv"]
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run([*_uv(), "build", "--all-packages", "--wheel", "-o", str(out)], cwd=ROOT, check=True,
-                   capture_output=True, text=True)
-    return out
 
 
 def test_every_package_builds_a_wheel(wheels):
@@ -45,10 +29,10 @@ def test_core_wheel_requires_only_torch_numpy_safetensors(wheels):
 
 
 @pytest.mark.slow
-def test_core_wheel_installs_alone_and_quantizes(wheels, tmp_path):
+def test_core_wheel_installs_alone_and_quantizes(wheels, uv, tmp_path):
     venv = tmp_path / "venv"
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
-    subprocess.run([*_uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+    subprocess.run([*uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
     py = venv / "bin" / "python"
     whl = next(wheels.glob("ar_core-*.whl"))
     import numpy
@@ -57,7 +41,7 @@ def test_core_wheel_installs_alone_and_quantizes(wheels, tmp_path):
 
     pins = [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={numpy.__version__}",
             f"safetensors=={safetensors.__version__}"]
-    subprocess.run([*_uv(), "pip", "install", "-q", "--python", str(py), str(whl), *pins], check=True, env=env)
+    subprocess.run([*uv, "pip", "install", "-q", "--python", str(py), str(whl), *pins], check=True, env=env)
     code = (
         "import importlib.util, torch\n"
         "from ar_core.presets import parse_scheme\n"

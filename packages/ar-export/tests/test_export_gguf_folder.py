@@ -16,23 +16,12 @@ transformers = pytest.importorskip("transformers")
 from ar_core.errors import CheckpointError  # noqa: E402
 from ar_core.registry import FORMATS  # noqa: E402
 from ar_export import register_all  # noqa: E402
-from ar_export.gguf import convert_folder, read_folder, write_gguf  # noqa: E402
+from ar_export.gguf import convert_folder, read_folder  # noqa: E402
 from ar_export.gguf.cli import main  # noqa: E402
-from ar_export.gguf.folder import gguf_records  # noqa: E402
-from ar_export.testing import quantize_model, save_tiny_model, tiny_llama, tiny_tokenizer  # noqa: E402
+from ar_export.testing import (quantize_model, save_tiny_model, tiny_llama, tiny_tokenizer,  # noqa: E402
+                               workspace_gguf)
 
 register_all()
-
-
-def in_workspace(folder, out, mix):
-    """write_gguf from a transformers model built from the folder's config, holding the folder's weights."""
-    model_view, records = read_folder(folder)
-    model = transformers.AutoModelForCausalLM.from_config(transformers.AutoConfig.from_pretrained(str(folder)),
-                                                          dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(model_view.state_dict(), strict=False)
-    assert not unexpected and set(missing) <= {"lm_head.weight"}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(folder))
-    return write_gguf(model, tokenizer, out, mix, gguf_records(records))
 
 
 def saved(tmp_path, fmt, scheme, tie=False):
@@ -51,7 +40,7 @@ def saved(tmp_path, fmt, scheme, tie=False):
 def test_folder_gguf_is_byte_identical_to_the_in_workspace_writer(tmp_path, fmt, scheme, mix, tie):
     folder = saved(tmp_path, fmt, scheme, tie)
     ours = convert_folder(folder, tmp_path / "folder.gguf", mix)
-    theirs = in_workspace(folder, tmp_path / "workspace.gguf", mix)
+    theirs = workspace_gguf(folder, tmp_path / "workspace.gguf", mix)
     assert ours.read_bytes() == theirs.read_bytes()
     reader = gguf.GGUFReader(ours)
     assert reader.fields["general.architecture"].contents() == "llama"

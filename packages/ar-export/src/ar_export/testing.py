@@ -94,3 +94,20 @@ def dequantized_copy(model, quantized: dict):
             w = mods[name].weight
             w.copy_(qt.dequantize(torch.float32).to(w.dtype))
     return ref
+
+
+def workspace_gguf(folder, out, mix: str = "q4_k_m") -> Path:
+    """The GGUF file the in-workspace writer makes of a checkpoint folder: `write_gguf` on a float32 transformers
+    model built from the folder's config.json holding the folder's weights (quantized layers dequantized), with the
+    folder's transformers tokenizer and the records a GGUF type can hold (what `convert_folder` compares against)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from .gguf import read_folder, write_gguf
+    from .gguf.folder import gguf_records
+
+    view, records = read_folder(folder)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)), dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(view.state_dict(), strict=False)
+    if unexpected or set(missing) - {"lm_head.weight"}:
+        raise ValueError(f"folder weights do not fit the model: missing {missing}, unexpected {unexpected}")
+    return write_gguf(model, AutoTokenizer.from_pretrained(str(folder)), out, mix, gguf_records(records))
