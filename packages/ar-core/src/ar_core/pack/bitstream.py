@@ -91,16 +91,23 @@ def unpack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
     lead, count = words.shape[:-1], words.shape[-1]
     if WORD_BITS % bits == 0:
         shifts = torch.arange(0, WORD_BITS, bits, dtype=torch.int32, device=words.device)
-        return ((words.unsqueeze(-1) >> shifts) & mask).reshape(*lead, count * (WORD_BITS // bits))
+        codes = words.unsqueeze(-1) >> shifts
+        return codes.bitwise_and_(mask).reshape(*lead, count * (WORD_BITS // bits))
     chunks = words.reshape(*lead, count // bits, bits)
-    values = []
-    for i in range(WORD_BITS):
+    pieces, i = [], 0
+    while i < WORD_BITS:
         word, shift = divmod(i * bits, WORD_BITS)
-        low = (chunks[..., word] >> shift) & min(mask, (1 << (WORD_BITS - shift)) - 1)
         if shift + bits > WORD_BITS:  # the value continues in the low bits of the next word
-            low = low | ((chunks[..., word + 1] & ((1 << (shift + bits - WORD_BITS)) - 1)) << (WORD_BITS - shift))
-        values.append(low)
-    return torch.stack(values, -1).reshape(*lead, count // bits * WORD_BITS)
+            low = (chunks[..., word] >> shift) & ((1 << (WORD_BITS - shift)) - 1)
+            high = (chunks[..., word + 1] & ((1 << (shift + bits - WORD_BITS)) - 1)) << (WORD_BITS - shift)
+            pieces.append((low | high).unsqueeze(-1))
+            i += 1
+            continue
+        inside = min((WORD_BITS - shift) // bits, WORD_BITS - i)  # values that start and end in this word
+        shifts = torch.arange(shift, shift + inside * bits, bits, dtype=torch.int32, device=words.device)
+        pieces.append((chunks[..., word, None] >> shifts).bitwise_and_(mask))
+        i += inside
+    return torch.cat(pieces, -1).reshape(*lead, count // bits * WORD_BITS)
 
 
 def unpack_last(words: torch.Tensor, bits: int, length: int) -> torch.Tensor:
