@@ -70,9 +70,9 @@ class CPUIntLinear(QuantLinear):
             self.register_buffer("weight_int4", int4pack.repack(codes))
             self.register_buffer("scale_zero", int4pack.scales_and_zeros(scale, zero))
         else:
-            self.register_buffer("qweight", to_int32(pack_last(codes.to(torch.int32), scheme.bits)))
-            self.register_buffer("scales", scale.float().contiguous())
-            self.register_buffer("offsets", (-scale.float() * zero.float()).contiguous())
+            self.register_buffer("stream", to_int32(pack_last(codes.to(torch.int32), scheme.bits)))
+            self.register_buffer("row_scales", scale.float().contiguous())
+            self.register_buffer("row_offsets", (-scale.float() * zero.float()).contiguous())
         self._kernel_sz: torch.Tensor | None = None
         self._dense: dict[torch.dtype, torch.Tensor] = {}
 
@@ -96,11 +96,11 @@ class CPUIntLinear(QuantLinear):
             w = q.view(blocks, groups, g, width).float()
             w.mul_(sz[..., 0]).add_(sz[..., 1] - 8 * sz[..., 0])
             return w.view(blocks, k, width)
-        q = unpack_words(self.qweight[start:stop], self.scheme.bits)[:, :k]
+        q = unpack_words(self.stream[start:stop], self.scheme.bits)[:, :k]
         if groups * g != k:
             q = nn.functional.pad(q, (0, groups * g - k))
         w = q.view(rows, groups, g).float()
-        w.mul_(self.scales[start:stop].unsqueeze(-1)).add_(self.offsets[start:stop].unsqueeze(-1))
+        w.mul_(self.row_scales[start:stop].unsqueeze(-1)).add_(self.row_offsets[start:stop].unsqueeze(-1))
         return w.view(rows, groups * g)[:, :k].t().unsqueeze(0)
 
     def dequantize_weight(self) -> torch.Tensor:
