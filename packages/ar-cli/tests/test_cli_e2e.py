@@ -47,9 +47,9 @@ def test_inspect_quantized(quantized):
     assert not info["consumers"]["llama.cpp"]["ok"]
     assert info["bits_per_weight"] < 16
     rows = [r for r in info["layers"] if r["packing"] != "-"]
-    assert {r["backend"] for r in rows} == {"torch"}
-    # asymmetric int4 is exported as auto_round:auto_awq, which only the torch backend runs
-    assert all(r["rejected"] == {"mlx": "packing 'awq' not in ['mlx']",
+    assert {r["backend"] for r in rows} == {"cpu"}
+    # asymmetric int4 is exported as auto_round:auto_awq, which the cpu and torch backends run (not triton)
+    assert all(r["rejected"] == {"mlx": "packing 'awq' not in ['mlx']", "torch": "capable, lower priority (0 < 1)",
                                  "triton": "packing 'awq' not in ['gptq', 'gptq_v2']"} for r in rows)
 
 

@@ -67,7 +67,8 @@ def test_list_backends_uses_the_backend_table(capsys):
     assert rows["torch"][1] == "0" and "gptq,gptq_v2,awq,mlx,mxfp4,mxfp8,nvfp4,fp8" in rows["torch"]
     assert rows["triton"][1] == "2" and "cuda,cpu" in rows["triton"] and "(cuda)" in rows["triton"]
     assert rows["mlx"][1] == "5" and "32,64,128" in rows["mlx"]
-    assert "triton:" in rows and "mlx:" in rows  # one description line per backend
+    assert rows["cpu"][1] == "1" and "cpu (cpu)" in " ".join(rows["cpu"]) and "2,3,4,8" in rows["cpu"]
+    assert "triton:" in rows and "mlx:" in rows and "cpu:" in rows  # one description line per backend
 
 
 def test_inspect_shows_the_backend_per_layer_and_why_others_were_rejected(capsys, gptq_dir, monkeypatch):
@@ -75,18 +76,18 @@ def test_inspect_shows_the_backend_per_layer_and_why_others_were_rejected(capsys
     assert main(["inspect", str(gptq_dir), "--json"]) == 0
     rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
     q = rows["model.layers.0.self_attn.q_proj"]
-    assert q["backend"] == "torch" and q["reason"].startswith("torch (priority 0) runs int 4-bit") and \
-        "rejected" not in q
+    assert q["backend"] == "cpu" and q["reason"].startswith("cpu (priority 1) runs int 4-bit") and \
+        "[int4 kernel (aten._weight_int4pack_mm_for_cpu" in q["reason"] and "rejected" not in q
     assert "backend" not in rows["model.layers.0.self_attn.v_proj"]  # 16-bit: no kernel to choose
     assert main(["inspect", str(gptq_dir), "--json", "--backends"]) == 0
     rows = {r["layer"]: r for r in json.loads(capsys.readouterr().out)["layers"]}
     assert rows["model.layers.0.mlp.down_proj"]["rejected"] == {
-        "mlx": "packing 'gptq' not in ['mlx']",
+        "mlx": "packing 'gptq' not in ['mlx']", "torch": "capable, lower priority (0 < 1)",
         "triton": "device 'cpu' needs TRITON_INTERPRET=1 (triton kernels run on CUDA)"}
     assert main(["inspect", str(gptq_dir), "--backends"]) == 0
     out = capsys.readouterr().out
-    assert "  torch         10 x int 4-bit g32 sym: torch (priority 0)" in out
-    assert "  torch         2 x int 8-bit g32 sym" in out and "      not mlx: packing 'gptq' not in ['mlx']" in out
+    assert "  cpu           10 x int 4-bit g32 sym: cpu (priority 1)" in out
+    assert "  cpu           2 x int 8-bit g32 sym" in out and "[vectorised unpack + matmul: bits=8" in out and "      not mlx: packing 'gptq' not in ['mlx']" in out
 
 
 def test_inspect_forced_backend_that_cannot_run(capsys, gptq_dir, monkeypatch):

@@ -26,9 +26,9 @@ def extra_backend(monkeypatch):
 
 
 def test_builtin_backends_are_in_the_core_registry():
-    assert {b.name for b in BUILTIN} == {"torch", "triton", "mlx"}
+    assert {b.name for b in BUILTIN} == {"torch", "cpu", "triton", "mlx"}
     assert core_registry.BACKENDS.get("torch") is torch_backend.BACKEND
-    assert [b.name for b in list_backends()] == ["mlx", "triton", "torch"]  # by priority
+    assert [b.name for b in list_backends()] == ["mlx", "triton", "cpu", "torch"]  # by priority
 
 
 @pytest.mark.parametrize("packing", PACKINGS)
@@ -37,7 +37,7 @@ def test_torch_serves_every_packing_on_cpu(packing):
               "mxfp8": QuantScheme(bits=8, group_size=32, data_type="mx_fp"),
               "nvfp4": QuantScheme(bits=4, group_size=16, data_type="nv_fp"),
               "fp8": QuantScheme(bits=8, group_size=-1, data_type="fp")}.get(packing, INT4)
-    chosen, reason = select_backend(scheme, packing, "cpu", 256, 128)
+    chosen, reason = select_backend(scheme, packing, "cpu", 256, 128, backend="torch")
     assert chosen.name == "torch"
     assert reason.startswith("torch (priority 0) runs") and repr(packing) in reason
     assert chosen.module_class(packing) is TORCH_MODULES[packing]
@@ -46,8 +46,8 @@ def test_torch_serves_every_packing_on_cpu(packing):
 def test_higher_priority_wins_and_reason_lists_others(extra_backend):
     extra_backend(dataclasses.replace(torch_backend.BACKEND, name="fastcpu", priority=7, packings=("gptq",)))
     chosen, reason = select_backend(INT4, "gptq", "cpu", 256, 128)
-    assert chosen.name == "fastcpu" and "also capable: torch" in reason
-    assert select_backend(INT4, "awq", "cpu", 256, 128)[0].name == "torch"
+    assert chosen.name == "fastcpu" and "also capable: cpu, torch" in reason
+    assert select_backend(INT4, "awq", "cpu", 256, 128)[0].name == "cpu"
     assert select_backend(INT4, "gptq", "cpu", 256, 128, backend="torch")[0].name == "torch"
 
 

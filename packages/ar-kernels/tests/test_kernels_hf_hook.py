@@ -47,8 +47,8 @@ def forced(transformers_own):
     assert mapping["auto-round"] is own
 
 
-@pytest.mark.parametrize("fmt,sym,packing,cls", [("auto_round", False, "gptq_v2", "GPTQLinear"),
-                                                  ("auto_round:auto_awq", False, "awq", "AWQLinear")])
+@pytest.mark.parametrize("fmt,sym,packing,cls", [("auto_round", False, "gptq_v2", "CPUIntLinear"),
+                                                  ("auto_round:auto_awq", False, "awq", "CPUIntLinear")])
 def test_forced_integration_matches_load(tmp_path, forced, fmt, sym, packing, cls):
     from transformers import AutoModelForCausalLM
 
@@ -57,8 +57,8 @@ def test_forced_integration_matches_load(tmp_path, forced, fmt, sym, packing, cl
         hf = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=dtype)
         ours = ar_kernels.load(tmp_path, dtype=dtype)
         layer = hf.model.layers[1].mlp.down_proj
-        assert type(layer).__name__ == cls and layer.scales.dtype == torch.float16
-        assert set(hf.ar_backends) == set(ours.ar_backends) and len(hf.ar_backends) == 14
+        assert type(layer).__name__ == cls  # loaded in the checkpoint's layout, then repacked for the cpu backend
+        assert hf.ar_backends == ours.ar_backends and len(hf.ar_backends) == 14
         assert torch.equal(logits(hf), logits(ours))
 
 

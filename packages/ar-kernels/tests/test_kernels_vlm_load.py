@@ -69,4 +69,4 @@ def test_explain_reads_a_vlm_checkpoint(checkpoint):
     rows = {r["layer"]: r for r in explain(path)}
     assert {n for n, r in rows.items() if r["quantized"]} == quantized
     assert rows["model.vision_tower.encoder.layers.0.mlp.fc1"]["scheme"] == "16-bit"
-    assert rows[f"{TEXT_BLOCKS}.0.mlp.up_proj"]["backend"] == "torch"
+    assert rows[f"{TEXT_BLOCKS}.0.mlp.up_proj"]["backend"] == "cpu"

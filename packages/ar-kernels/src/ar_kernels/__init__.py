@@ -1,4 +1,4 @@
-"""ar-kernels: QuantLinear backends (torch, triton, mlx) and loading of quantized checkpoints for inference.
+"""ar-kernels: QuantLinear backends (torch, cpu, triton, mlx) and loading of quantized checkpoints for inference.
 
     load(path, device="cpu"|"auto", backend=None)          quantized checkpoint -> transformers model
     select_backend(scheme, packing, device, in, out)       -> (Backend, reason)

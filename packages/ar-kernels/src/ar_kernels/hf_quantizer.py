@@ -77,9 +77,18 @@ def _quantizer_class():
                 raise ValueError("ar_kernels loads auto-round checkpoints from safetensors files only")
             path = Path(checkpoint_files[0]).parent
             dtype = dtype if isinstance(dtype, torch.dtype) else torch.float32
-            install_quantized_layers(model, CheckpointReader(path), quantization_config(path),
-                                     _device_of(device_map), _backend_name(self.quantization_config), dtype)
+            device, backend = _device_of(device_map), _backend_name(self.quantization_config)
+            # transformers fills the layers with the checkpoint's tensors: build them in the checkpoint's layout
+            # (torch reference) and repack for the cpu backend once the weights are in
+            self._repack = backend is None and device.type == "cpu"
+            install_quantized_layers(model, CheckpointReader(path), quantization_config(path), device,
+                                     "torch" if self._repack else backend, dtype)
             log.info("ar_kernels: %d quantized layers from %s", len(model.ar_backends), path)
+            return model
+
+        def _process_model_after_weight_loading(self, model, **kwargs):
+            if getattr(self, "_repack", False):
+                _repack_for_cpu(model)
             return model
 
         @property
@@ -90,6 +99,20 @@ def _quantizer_class():
             return False
 
     return ArAutoRoundQuantizer
+
+
+def _repack_for_cpu(model) -> None:
+    """Swap the loaded torch-reference int layers for the cpu backend's repacked ones where it would be chosen."""
+    from .backends import select_backend
+    from .qlinear.cpu import CPUIntLinear
+
+    for name in list(model.ar_backends):
+        module = model.get_submodule(name)
+        chosen, reason = select_backend(module.scheme, module.packing, "cpu", module.in_features,
+                                        module.out_features, layer=name)
+        if chosen.name == "cpu":
+            model.set_submodule(name, CPUIntLinear.from_reference(module))
+            model.ar_backends[name] = (chosen.name, reason)
 
 
 def enable_transformers_integration(force: bool = False) -> bool:

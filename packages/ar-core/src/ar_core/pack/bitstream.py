@@ -7,7 +7,7 @@ word split; for 5/6 bits it is MLX's contiguous stream. Lengths are zero-padded 
 
 The stream is built a byte at a time with whole-tensor ops (8/bits codes per byte for 2/4/8 bits, 8 codes per
 `bits` bytes otherwise) and four bytes are read as one little-endian 32-bit word, so codes are never widened to
-int64 on the 2/4/8-bit path.
+int64 on the 2/4/8-bit path. Reading (`unpack_words`) shifts and masks the int32 words themselves, any width.
 """
 
 from __future__ import annotations
@@ -61,34 +61,12 @@ def _stream_bytes(values: torch.Tensor, bits: int) -> torch.Tensor:
     return cut.to(torch.uint8).reshape(*lead, length * bits // 8)
 
 
-def _stream_codes(stream: torch.Tensor, bits: int) -> torch.Tensor:
-    """Inverse of `_stream_bytes`: uint8 [..., B] -> int64 codes [..., B*8/bits] (B a multiple of `bits`)."""
-    lead, nbytes = stream.shape[:-1], stream.shape[-1]
-    mask = (1 << bits) - 1
-    if 8 % bits == 0:
-        codes = (stream.unsqueeze(-1) >> torch.arange(0, 8, bits, dtype=torch.uint8, device=stream.device)) & mask
-        return codes.reshape(*lead, nbytes * 8 // bits).to(torch.int64)
-    groups = stream.to(torch.int64).reshape(*lead, nbytes // bits, bits)
-    joined = (groups << torch.arange(0, 8 * bits, 8, device=stream.device)).sum(-1, keepdim=True)
-    codes = (joined >> torch.arange(0, 8 * bits, bits, device=stream.device)) & mask
-    return codes.reshape(*lead, nbytes * 8 // bits)
-
-
 def _bytes_to_words(stream: torch.Tensor) -> torch.Tensor:
     """uint8 [..., 4W] (byte j of a word holds its bits 8j..8j+7) -> int64 words [..., W] in [0, 2^32)."""
     lead, nbytes = stream.shape[:-1], stream.shape[-1]
     if sys.byteorder == "big":
         stream = stream.reshape(*lead, nbytes // 4, 4).flip(-1).reshape(*lead, nbytes)
     return stream.contiguous().view(torch.int32).to(torch.int64) & _U32
-
-
-def _words_to_bytes(words: torch.Tensor) -> torch.Tensor:
-    """Inverse of `_bytes_to_words`: int words [..., W] (any signedness) -> uint8 [..., 4W]."""
-    lead, count = words.shape[:-1], words.shape[-1]
-    stream = to_int32(words.to(torch.int64) & _U32).contiguous().view(torch.uint8)
-    if sys.byteorder == "big":
-        stream = stream.reshape(*lead, count, 4).flip(-1).reshape(*lead, 4 * count)
-    return stream
 
 
 def pack_last(values: torch.Tensor, bits: int) -> torch.Tensor:
@@ -102,14 +80,46 @@ def pack_last(values: torch.Tensor, bits: int) -> torch.Tensor:
     return _bytes_to_words(_stream_bytes(values, bits))[..., :packed_words(length, bits)]
 
 
+def unpack_words(words: torch.Tensor, bits: int) -> torch.Tensor:
+    """int32 words [..., W] (W a multiple of `bits` when 32 % bits) -> int32 codes [..., W*32/bits], no int64.
+
+    Value i of a `bits`-word chunk starts at bit i*bits; a value crossing a word boundary joins the high bits of one
+    word with the low bits of the next.
+    """
+    words = words.view(torch.int32) if words.dtype == torch.uint32 else words.to(torch.int32)
+    mask = (1 << bits) - 1
+    lead, count = words.shape[:-1], words.shape[-1]
+    if WORD_BITS % bits == 0:
+        shifts = torch.arange(0, WORD_BITS, bits, dtype=torch.int32, device=words.device)
+        codes = words.unsqueeze(-1) >> shifts
+        return codes.bitwise_and_(mask).reshape(*lead, count * (WORD_BITS // bits))
+    chunks = words.reshape(*lead, count // bits, bits)
+    pieces, i = [], 0
+    while i < WORD_BITS:
+        word, shift = divmod(i * bits, WORD_BITS)
+        if shift + bits > WORD_BITS:  # the value continues in the low bits of the next word
+            low = (chunks[..., word] >> shift) & ((1 << (WORD_BITS - shift)) - 1)
+            high = (chunks[..., word + 1] & ((1 << (shift + bits - WORD_BITS)) - 1)) << (WORD_BITS - shift)
+            pieces.append((low | high).unsqueeze(-1))
+            i += 1
+            continue
+        inside = min((WORD_BITS - shift) // bits, WORD_BITS - i)  # values that start and end in this word
+        shifts = torch.arange(shift, shift + inside * bits, bits, dtype=torch.int32, device=words.device)
+        pieces.append((chunks[..., word, None] >> shifts).bitwise_and_(mask))
+        i += inside
+    return torch.cat(pieces, -1).reshape(*lead, count // bits * WORD_BITS)
+
+
 def unpack_last(words: torch.Tensor, bits: int, length: int) -> torch.Tensor:
-    """Inverse of `pack_last`: int words [..., W] (any signedness) -> int64 values [..., length]."""
+    """Inverse of `pack_last`: int words [..., W] (any signedness) -> int32 values [..., length]."""
     stored = words.shape[-1] * WORD_BITS // bits
     if WORD_BITS % bits and words.shape[-1] % bits:
         raise field_error(ArError, "packed.shape[-1]", words.shape[-1], f"a multiple of bits={bits}")
     if length > stored:
         raise field_error(ArError, "length", length, f"at most {stored} values stored in these words")
-    return _stream_codes(_words_to_bytes(words), bits)[..., :length]
+    if words.dtype not in (torch.int32, torch.uint32):
+        words = to_int32(words.to(torch.int64) & _U32)
+    return unpack_words(words, bits)[..., :length]
 
 
 def to_int32(words: torch.Tensor) -> torch.Tensor:

@@ -25,8 +25,9 @@ class Backend:
 
     A field set to None accepts any value. `auto_devices` (default: `devices`) are the device types where
     automatic selection may pick the backend; elsewhere it runs only when asked for by name. `checks` are extra
-    predicates (scheme, packing, device, in, out) that return a reason string when the layer cannot run, else None.
-    Higher `priority` wins among capable backends.
+    predicates (scheme, packing, device, in, out) that return a reason string when the layer cannot run, else None;
+    `detail` (same arguments) says which kernel path a capable backend runs for the layer. Higher `priority` wins
+    among capable backends.
     """
 
     name: str
@@ -44,6 +45,7 @@ class Backend:
     checks: tuple[Callable[..., str | None], ...] = field(default=())
     auto_devices: tuple[str, ...] | None = None
     description: str = ""
+    detail: Callable[..., str] | None = None
 
     def is_installed(self) -> bool:
         """Whether every module in `requires` can be imported."""
@@ -71,6 +73,11 @@ class Backend:
             if reason:
                 return reason
         return None
+
+    def path(self, scheme: QuantScheme, packing: str, device: str, in_features: int, out_features: int) -> str:
+        """The kernel path this backend runs for the layer ("" when the backend has one path)."""
+        return "" if self.detail is None else self.detail(scheme, packing, device_type(device), in_features,
+                                                          out_features)
 
     def auto_selectable(self, device: str) -> bool:
         """Whether automatic selection may pick this backend on `device`."""

@@ -8,10 +8,11 @@ from ar_core import registry as core_registry
 from ar_core.errors import PluginError
 from ar_core.scheme import QuantScheme
 
-from . import mlx_backend, torch_backend, triton_backend
+from . import cpu_backend, mlx_backend, torch_backend, triton_backend
 from .base import Backend, device_type
 
-BUILTIN: tuple[Backend, ...] = (torch_backend.BACKEND, triton_backend.BACKEND, mlx_backend.BACKEND)
+BUILTIN: tuple[Backend, ...] = (torch_backend.BACKEND, cpu_backend.BACKEND, triton_backend.BACKEND,
+                                mlx_backend.BACKEND)
 
 
 def register_builtin() -> None:
@@ -77,7 +78,9 @@ def select_backend(scheme: QuantScheme, packing: str, device: str | torch.device
                           f"in={in_features}, out={out_features}, device {device}): {'; '.join(rejected)}{hint}")
     best = max(capable, key=lambda b: b.priority)
     others = [b.name for b in capable if b is not best]
+    path = best.path(scheme, packing, device, in_features, out_features)
     reason = (f"{best.name} (priority {best.priority}) runs {_describe(scheme, packing)} on {device}"
+              + (f" [{path}]" if path else "")
               + (f"; also capable: {', '.join(others)}" if others else "")
               + (f"; rejected: {'; '.join(rejected)}" if rejected else ""))
     return best, reason
