@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable
 
 import torch
@@ -19,7 +20,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ar_core.qtensor import QuantizedTensor
-from ar_core.quant import fake_quantize, get_data_type, quantize
+from ar_core.quant import get_data_type, quantize
+from ar_core.quant.train_qdq import TrainingQDQ, training_qdq
 from ar_core.scheme import QuantScheme
 
 from .blocks import as_stored, weight_key, weight_of, write_weight
@@ -30,6 +32,34 @@ from .records import record_to_cpu
 
 EVAL_SAMPLES = 64  # samples of the fixed set the candidates are compared on
 LOSS_SCALE = 1000.0  # gradients are taken of loss * LOSS_SCALE (matters for Adam only)
+
+
+@cache
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether mixed precision (bf16 autocast) pays on `device`: CUDA, or a CPU with AMX / AVX512-BF16."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512") \
+        and _cpu_has_fast_bf16()
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype, amp: bool):
+    """The autocast context of a tuning step: bf16 (or the model's 16-bit dtype) when `amp` and the device has fast
+    bf16, else no autocast. Losses, sign steps and best-state bookkeeping stay float32 either way."""
+    if not (amp and fast_bf16(device)):
+        return contextlib.nullcontext
+    amp_dtype = dtype if dtype != torch.float32 else torch.bfloat16
+    return lambda: torch.autocast(device.type, dtype=amp_dtype)
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -59,6 +89,7 @@ class _Layer:
     alpha: torch.Tensor | None
     beta: torch.Tensor | None
     start: dict  # data-type options of the starting point (e.g. a searched init_scale); empty: plain RTN
+    qdq: TrainingQDQ  # (v, min_scale, max_scale) -> fake-quantized weight, equal to fake_quantize's
 
     def params(self) -> list[torch.Tensor]:
         """The learnable tensors of this layer."""
@@ -90,7 +121,7 @@ def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool, s
     start = dt.tuning_start(wg, scheme, imatrix) if searched else {}
     v = torch.zeros(rows, groups, gs, device=w.device, requires_grad=True)
     ab = [torch.ones(rows, groups, device=w.device, requires_grad=True) for _ in range(2)] if minmax else [None] * 2
-    return _Layer(layer, key, scheme, w, v, *ab, start)
+    return _Layer(layer, key, scheme, w, v, *ab, start, training_qdq(w, scheme, **start))
 
 
 def _index_stream(n: int, batch: int, gen: torch.Generator):
@@ -115,16 +146,12 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     imatrix = imatrix or {}
     tuned = {n: _make_layer(layers[n], weight_key(n), s, cfg.enable_minmax_tuning, cfg.start_from_opt_rtn,
                             imatrix.get(n)) for n, s in schemes.items()}
-    qdq = torch.compile(fake_quantize, dynamic=False) if cfg.enable_torch_compile else fake_quantize
+    qdqs = {n: torch.compile(t.qdq, dynamic=False) if cfg.enable_torch_compile else t.qdq for n, t in tuned.items()}
     dtype = next(block.parameters()).dtype
-    amp_dtype = dtype if dtype != torch.float32 else torch.bfloat16
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if cfg.amp and dev.type == "cuda" \
-        else contextlib.nullcontext
+    autocast = autocast_for(dev, dtype, cfg.amp)
 
     def weights() -> dict[str, torch.Tensor]:
-        return {t.key: as_stored(t.layer, qdq(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta,
-                                               **t.start).to(dtype))
-                for t in tuned.values()}
+        return {t.key: as_stored(t.layer, qdqs[n](t.v, t.alpha, t.beta).to(dtype)) for n, t in tuned.items()}
 
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
         with autocast():
