@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from ar_algos import AutoRound
+from ar_algos import AutoRound, signround
 from ar_algos.tiny import random_samples, tiny_model
 from ar_core.errors import CheckpointError
 
@@ -14,8 +14,14 @@ def _ar(work_dir, **kw):
     return AutoRound(tiny_model("llama", num_hidden_layers=3), **{**args, **kw})
 
 
-def test_interrupted_run_resumes_bitwise_identical(tmp_path, die_at_block, assert_same_records):
+@pytest.mark.parametrize("amp", [False, True])
+def test_interrupted_run_resumes_bitwise_identical(tmp_path, die_at_block, assert_same_records, monkeypatch, amp):
+    monkeypatch.setattr(signround, "fast_bf16", lambda device: amp)  # bf16 autocast on any CPU when amp
+    calls = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **kw: calls.append(kw["dtype"]) or real_autocast(*a, **kw))
     _, full = _ar(tmp_path / "a").quantize()
+    assert (torch.bfloat16 in calls) == amp
     seen = die_at_block(2)
     with pytest.raises(RuntimeError, match="killed at block 2"):
         _ar(tmp_path / "b").quantize()

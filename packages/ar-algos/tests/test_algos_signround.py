@@ -27,12 +27,21 @@ def _block_setup(seed=0):
     return block, layers, inputs, target
 
 
-def _run(cfg, seed=42):
+def _run(cfg, seed=42, keep_outputs=False):
     block, layers, inputs, target = _block_setup()
     schemes = {n: W2 for n in layers}
     res = signround_block(block, layers, schemes, inputs.hidden, lambda idx: target[idx],
-                          lambda idx: inputs.kwargs(0, idx), inputs.mask, cfg, seed=seed)
+                          lambda idx: inputs.kwargs(0, idx), inputs.mask, cfg, seed=seed, keep_outputs=keep_outputs)
     return res, block, layers, inputs, target
+
+
+@pytest.mark.parametrize("knobs", [dict(iters=5), dict(iters=1), dict(iters=5, not_use_best_mse=True)])
+def test_kept_outputs_are_the_written_blocks_outputs_bit_for_bit(knobs):
+    res, block, layers, inputs, target = _run(make_config(nsamples=16, batch_size=4, **knobs), keep_outputs=True)
+    assert torch.equal(res.outputs, forward_all(block, inputs, 0, inputs.hidden, 4))
+    plain = _run(make_config(nsamples=16, batch_size=4, **knobs))[0]
+    assert plain.outputs is None and plain.loss_after == res.loss_after
+    assert all(torch.equal(plain.records[n].codes, res.records[n].codes) for n in res.records)
 
 
 def test_signround_loss_decreases_and_beats_rtn():

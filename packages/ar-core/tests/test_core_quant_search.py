@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from ar_core.errors import ArError
 from ar_core.quant import fake_quantize, get_data_type, quantize
 from ar_core.quant.groups import to_groups
-from ar_core.quant.search import group_imatrix, search_int_sym_scale, search_weights
+from ar_core.quant.int_types import IntType
+from ar_core.quant.search import group_imatrix, search_int_sym_scale, search_weights, weighted_error
 from ar_core.scheme import QuantScheme
 
 S = QuantScheme
@@ -164,3 +165,40 @@ def test_gguf_tuning_start_reproduces_the_searched_quantization(preset):
     started = quantize(w, scheme, v=torch.zeros_like(wg), **start)
     assert torch.equal(started.codes, searched.codes) and torch.equal(started.scale, searched.scale)
     assert all(torch.equal(started.extras[k], searched.extras[k]) for k in searched.extras)
+
+
+def _exhaustive_int_sym_scale(wg, scheme, imatrix):
+    """The full grid the coarse-to-fine search replaced: every k, scored with divisions."""
+    from ar_core.quant.base import SCALE_THRESHOLD, cast_scale
+    from ar_core.quant.int_types import clamp_magnitude
+
+    nmax, weights = 2 ** (scheme.bits - 1), search_weights(wg, imatrix, scheme.bits)
+    best = IntType().scale_zero(wg, scheme)[0]
+    loss = lambda s: weighted_error((wg / s).round().clamp(-nmax, nmax - 1) * s, wg, weights)  # noqa: E731
+    best_loss = loss(best)
+    gmax = torch.take_along_dim(wg, wg.abs().argmax(-1, keepdim=True), -1)
+    ks, step = (range(-90, 91), 0.01) if scheme.bits == 2 else (range(-100, 101), 0.0075 * nmax)
+    for k in ks:
+        cand = cast_scale(clamp_magnitude(-gmax / (nmax - step * k), SCALE_THRESHOLD[scheme.scale_dtype]), scheme)
+        cl = loss(cand)
+        best, best_loss = torch.where((cl < best_loss)[..., None], cand, best), torch.minimum(cl, best_loss)
+    return best
+
+
+@pytest.mark.parametrize("bits,gs", [(4, 128), (4, 32), (2, 64), (3, 32), (8, 128)])
+@pytest.mark.parametrize("heavy", [False, True])
+def test_coarse_to_fine_int_search_is_no_worse_than_the_full_grid(bits, gs, heavy):
+    g = torch.Generator().manual_seed(bits * 1000 + gs)
+    w = torch.randn(64, 512, generator=g) * 0.02
+    if heavy:
+        w = w * (torch.randn(64, 512, generator=g) ** 3).abs().clamp(max=20)
+    imatrix = torch.rand(512, generator=g) ** 2
+    scheme = S(bits=bits, group_size=gs)
+    wg = IntType().group(w, scheme)
+    weights = search_weights(wg, imatrix, bits)
+
+    def layer_error(scale):
+        return float(weighted_error(IntType().encode(wg, scheme, init_scale=scale)[4], wg, weights).sum())
+
+    assert layer_error(search_int_sym_scale(wg, scheme, imatrix)) <= layer_error(
+        _exhaustive_int_sym_scale(wg, scheme, imatrix))

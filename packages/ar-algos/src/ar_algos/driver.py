@@ -144,11 +144,13 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
     source = q if cfg.enable_quanted_input else fp
     result = signround_block(block, layers, schemes, source, lambda idx: fp_out[idx],
                              lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index,
-                             imatrix=imatrix)
+                             imatrix=imatrix, keep_outputs=cfg.enable_quanted_input)
     attach_act_max(result.records, act_max)
     if not cfg.enable_quanted_input:
         return result, fp_out, fp_out
-    return result, forward_all(block, inputs, index, q, bs), fp_out
+    q_next = result.outputs if result.outputs is not None else forward_all(block, inputs, index, q, bs)
+    result.outputs = None
+    return result, q_next, fp_out
 
 
 def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | None,

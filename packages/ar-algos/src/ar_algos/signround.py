@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from functools import cache
 from typing import Callable
 
 import torch
@@ -19,7 +20,8 @@ from torch import nn
 from torch.func import functional_call
 
 from ar_core.qtensor import QuantizedTensor
-from ar_core.quant import fake_quantize, get_data_type, quantize
+from ar_core.quant import get_data_type, quantize
+from ar_core.quant.train_qdq import TrainingQDQ, training_qdq
 from ar_core.scheme import QuantScheme
 
 from .blocks import as_stored, weight_key, weight_of, write_weight
@@ -30,6 +32,34 @@ from .records import record_to_cpu
 
 EVAL_SAMPLES = 64  # samples of the fixed set the candidates are compared on
 LOSS_SCALE = 1000.0  # gradients are taken of loss * LOSS_SCALE (matters for Adam only)
+
+
+@cache
+def _cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether mixed precision (bf16 autocast) pays on `device`: CUDA, or a CPU with AMX / AVX512-BF16."""
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512") \
+        and _cpu_has_fast_bf16()
+
+
+def autocast_for(device: torch.device, dtype: torch.dtype, amp: bool):
+    """The autocast context of a tuning step: bf16 (or the model's 16-bit dtype) when `amp` and the device has fast
+    bf16, else no autocast. Losses, sign steps and best-state bookkeeping stay float32 either way."""
+    if not (amp and fast_bf16(device)):
+        return contextlib.nullcontext
+    amp_dtype = dtype if dtype != torch.float32 else torch.bfloat16
+    return lambda: torch.autocast(device.type, dtype=amp_dtype)
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -59,6 +89,7 @@ class _Layer:
     alpha: torch.Tensor | None
     beta: torch.Tensor | None
     start: dict  # data-type options of the starting point (e.g. a searched init_scale); empty: plain RTN
+    qdq: TrainingQDQ  # (v, min_scale, max_scale) -> fake-quantized weight, equal to fake_quantize's
 
     def params(self) -> list[torch.Tensor]:
         """The learnable tensors of this layer."""
@@ -72,6 +103,7 @@ class BlockResult:
     records: dict[str, QuantizedTensor]
     loss_before: float | None = None
     loss_after: float | None = None
+    outputs: torch.Tensor | None = None  # the block's outputs on every sample with the written weights (when kept)
 
 
 def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -90,7 +122,15 @@ def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool, s
     start = dt.tuning_start(wg, scheme, imatrix) if searched else {}
     v = torch.zeros(rows, groups, gs, device=w.device, requires_grad=True)
     ab = [torch.ones(rows, groups, device=w.device, requires_grad=True) for _ in range(2)] if minmax else [None] * 2
-    return _Layer(layer, key, scheme, w, v, *ab, start)
+    return _Layer(layer, key, scheme, w, v, *ab, start, training_qdq(w, scheme, **start))
+
+
+def _same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _rank(candidate: tuple) -> tuple[float, int]:
+    return candidate[0], candidate[2]
 
 
 def _index_stream(n: int, batch: int, gen: torch.Generator):
@@ -104,42 +144,50 @@ def _index_stream(n: int, batch: int, gen: torch.Generator):
 def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dict[str, QuantScheme],
                     inputs: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
                     kwargs: Callable[[torch.Tensor], dict], mask: torch.Tensor, cfg: TuneConfig,
-                    seed: int, imatrix: dict[str, torch.Tensor] | None = None) -> BlockResult:
+                    seed: int, imatrix: dict[str, torch.Tensor] | None = None,
+                    keep_outputs: bool = False) -> BlockResult:
     """Tune the quantized layers of `block` (their names in `schemes`) and write their QDQ weights back.
 
     inputs: [N, L, H] what the block receives (quantized chain); target(idx): the full-precision outputs to match
     for samples idx; kwargs(idx): the block's other arguments; mask: [N, L] token weights; seed: this block's seed;
-    imatrix: per-layer input-channel energy that weights the optimized-RTN start (cfg.start_from_opt_rtn).
+    imatrix: per-layer input-channel energy that weights the optimized-RTN start (cfg.start_from_opt_rtn);
+    keep_outputs: return the block's outputs on `inputs` (BlockResult.outputs) when the candidates' evaluation
+    already computes them (at most EVAL_SAMPLES samples), so the caller need not run the block again.
     """
     dev = module_device(block)
     imatrix = imatrix or {}
     tuned = {n: _make_layer(layers[n], weight_key(n), s, cfg.enable_minmax_tuning, cfg.start_from_opt_rtn,
                             imatrix.get(n)) for n, s in schemes.items()}
-    qdq = torch.compile(fake_quantize, dynamic=False) if cfg.enable_torch_compile else fake_quantize
+    qdqs = {n: torch.compile(t.qdq, dynamic=False) if cfg.enable_torch_compile else t.qdq for n, t in tuned.items()}
     dtype = next(block.parameters()).dtype
-    amp_dtype = dtype if dtype != torch.float32 else torch.bfloat16
-    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if cfg.amp and dev.type == "cuda" \
-        else contextlib.nullcontext
+    autocast = autocast_for(dev, dtype, cfg.amp)
 
     def weights() -> dict[str, torch.Tensor]:
-        return {t.key: as_stored(t.layer, qdq(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta,
-                                               **t.start).to(dtype))
-                for t in tuned.values()}
+        return {t.key: as_stored(t.layer, qdqs[n](t.v, t.alpha, t.beta).to(dtype)) for n, t in tuned.items()}
+
+    def output_on(idx: torch.Tensor, amp: bool) -> torch.Tensor:
+        with autocast() if amp else contextlib.nullcontext():
+            out = functional_call(block, weights(), (inputs[idx].to(dev),), kwargs_to(kwargs(idx), dev))
+        return out[0] if isinstance(out, (tuple, list)) else out
 
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
-        with autocast():
-            out = functional_call(block, weights(), (inputs[idx].to(dev),), kwargs_to(kwargs(idx), dev))
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return masked_mse(out, target(idx).to(dev), mask[idx])
+        return masked_mse(output_on(idx, True), target(idx).to(dev), mask[idx])
 
     n = inputs.shape[0]
     eval_idx = torch.arange(min(n, EVAL_SAMPLES))
+    keep = keep_outputs and n <= EVAL_SAMPLES
 
-    def eval_loss() -> float:
+    def evaluate() -> tuple[float, torch.Tensor | None]:
+        """(loss on the fixed set, the outputs on every sample when kept), in the model's dtype (no autocast)."""
+        total, outs = 0.0, []
         with torch.no_grad():
-            parts = [loss_on(eval_idx[s:s + cfg.batch_size]).item() * len(eval_idx[s:s + cfg.batch_size])
-                     for s in range(0, len(eval_idx), cfg.batch_size)]
-        return sum(parts) / len(eval_idx)
+            for s in range(0, len(eval_idx), cfg.batch_size):
+                idx = eval_idx[s:s + cfg.batch_size]
+                out = output_on(idx, False)
+                total += masked_mse(out, target(idx).to(dev), mask[idx]).item() * len(idx)
+                if keep:
+                    outs.append(out.to(inputs.device))
+        return total / len(eval_idx), torch.cat(outs) if keep else None
 
     def snapshot() -> list[torch.Tensor]:
         return [p.detach().clone() for t in tuned.values() for p in t.params()]
@@ -154,16 +202,19 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         p.requires_grad_(False)
     try:
         start = snapshot()
-        loss_before = eval_loss()
+        loss_before, out_before = evaluate()
         best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
-        loss_last = eval_loss()
-        if cfg.not_use_best_mse:
-            loss_after = loss_last
-        else:
-            restore(best_state)
-            candidates = [(loss_last, last), (eval_loss(), best_state), (loss_before, start)]
-            loss_after, chosen = min(candidates, key=lambda c: c[0])
-            restore(chosen)
+        # candidates ranked by (loss, preference): the final iterate, the best mini-batch iterate, the start; the
+        # best iterate is evaluated only when it is neither of the others; only the leader's outputs are kept
+        chosen = (*evaluate(), 0, last)
+        if not cfg.not_use_best_mse:
+            chosen = min(chosen, (loss_before, out_before, 2, start), key=_rank)
+            del out_before
+            if best_state is not None and not (_same(best_state, last) or _same(best_state, start)):
+                restore(best_state)
+                chosen = min(chosen, (*evaluate(), 1, best_state), key=_rank)
+        loss_after, outputs, _, state = chosen
+        restore(state)
     finally:
         for p, flag in frozen.items():
             p.requires_grad_(flag)
@@ -173,7 +224,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
             qt = quantize(t.w, t.scheme, v=t.v, min_scale=t.alpha, max_scale=t.beta, **t.start)
             write_weight(t.layer, qt.dequantize())
             records[name] = record_to_cpu(qt)
-    return BlockResult(records, loss_before, loss_after)
+    return BlockResult(records, loss_before, loss_after, outputs)
 
 
 def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot):

@@ -1,7 +1,8 @@
 """Optimized-RTN parameter searches: pick per-group scales that minimise the (imatrix-weighted) squared error.
 
     int sym   candidates scale = -gmax / (nmax - step*k): 2-bit k in [-90, 90], step 0.01; otherwise k in
-              [-100, 100], step 0.0075*nmax (nmax * (1 +- 0.75)); gmax is the signed largest-magnitude element
+              [-100, 100], step 0.0075*nmax (nmax * (1 +- 0.75)); gmax is the signed largest-magnitude element.
+              Coarse to fine: k = -kmax, -kmax+4, ..., then k* +- 0.5, 1, ..., 3.5 around each group's best k*
     MX        the shared exponent e, e - 1 or e + 1
     NVFP4     block scale e4m3(gs * amax * m / 6) for m in 0.50, 0.51, ..., 1.51
 
@@ -21,6 +22,8 @@ from .fp_grids import E2M1, E4M3, ElementFormat, encode_elements, to_e4m3_ste
 from .groups import to_groups
 
 SEARCH_SCALE_RATIO = 0.75
+INT_SEARCH_COARSE = 4  # the int sym search scores every 4th grid point, then half-steps around each group's best
+SEARCH_CHUNK_ELEMENTS = 1 << 19  # candidates scored at once: about this many weight elements (2 MiB, in cache)
 NVFP_MULTIPLIERS = [m / 100 for m in range(50, 152)]
 
 
@@ -81,38 +84,53 @@ def _keep_better(best, best_loss, cand, loss):
     return torch.where(better.unsqueeze(-1), cand, best), torch.where(better, loss, best_loss)
 
 
+def _int_sym_losses(wg: torch.Tensor, scales: torch.Tensor, nmax: int, weights: torch.Tensor | None) -> torch.Tensor:
+    """Weighted errors [K, rows, G] of K candidate scales [K, rows, G, 1] (reciprocal multiplies, chunked in K)."""
+    per_chunk = max(1, SEARCH_CHUNK_ELEMENTS // wg.numel())
+    losses = []
+    for c in scales.split(per_chunk):
+        buf = wg * c.reciprocal()
+        buf.round_().clamp_(-nmax, nmax - 1).mul_(c).sub_(wg).square_()
+        if weights is not None:
+            buf.mul_(weights)
+        losses.append(buf.sum(dim=-1))
+    return torch.cat(losses)
+
+
 @torch.no_grad()
 def search_int_sym_scale(wg: torch.Tensor, scheme: QuantScheme, imatrix: torch.Tensor | None = None) -> torch.Tensor:
-    """Best full-range symmetric scale per group, [rows, G, 1] (already cast to `scheme.scale_dtype`)."""
+    """Best full-range symmetric scale per group, [rows, G, 1] (already cast to `scheme.scale_dtype`).
+
+    Coarse to fine: every INT_SEARCH_COARSE-th k of the grid first, then half-steps around each group's best k.
+    """
     from .int_types import IntType, clamp_magnitude
 
     wg = wg.detach().float()
     nmax = 2 ** (scheme.bits - 1)
     weights = search_weights(wg, imatrix, scheme.bits)
     thresh = SCALE_THRESHOLD[scheme.scale_dtype]
-
-    buf = torch.empty_like(wg)
-
-    def loss_of(scale):  # weighted_error of the quantized groups, in place in one buffer
-        torch.div(wg, scale, out=buf)
-        buf.round_().clamp_(-nmax, nmax - 1).mul_(scale).sub_(wg).square_()
-        if weights is not None:
-            buf.mul_(weights)
-        return buf.sum(dim=-1)
-
-    best = IntType().scale_zero(wg, scheme)[0]
-    best_loss = loss_of(best)
     idx = wg.abs().argmax(dim=-1, keepdim=True)
     gmax = torch.take_along_dim(wg, idx, dim=-1)
     gmax = torch.where(gmax == 0, torch.ones_like(gmax), gmax)
     if scheme.bits == 2:
-        steps, step = range(-90, 91), 0.01
+        kmax, step = 90, 0.01
     else:
-        steps, step = range(-100, 101), SEARCH_SCALE_RATIO * nmax / 100
-    for k in steps:
-        cand = cast_scale(clamp_magnitude(-gmax / (nmax - step * k), thresh), scheme)
-        best, best_loss = _keep_better(best, best_loss, cand, loss_of(cand))
-    return best
+        kmax, step = 100, SEARCH_SCALE_RATIO * nmax / 100
+
+    def scales_of(k):  # k: [K, 1, 1, 1] or [K, rows, G, 1]
+        return cast_scale(clamp_magnitude(-gmax / (nmax - step * k), thresh), scheme)
+
+    coarse = torch.arange(-kmax, kmax + 1, INT_SEARCH_COARSE, dtype=torch.float32, device=wg.device)
+    coarse_losses = _int_sym_losses(wg, scales_of(coarse.reshape(-1, 1, 1, 1)), nmax, weights)
+    center = coarse[coarse_losses.argmin(dim=0)].unsqueeze(-1)  # [rows, G, 1]
+    offsets = torch.arange(1, 2 * INT_SEARCH_COARSE, dtype=torch.float32, device=wg.device) / 2
+    fine_k = (center + torch.cat([-offsets, offsets]).reshape(-1, 1, 1, 1)).clamp(-kmax, kmax)
+    ks = torch.cat([coarse.reshape(-1, 1, 1, 1).expand(-1, *center.shape), fine_k])
+    losses = torch.cat([coarse_losses, _int_sym_losses(wg, scales_of(fine_k), nmax, weights)])
+    best_k = ks.gather(0, losses.argmin(dim=0)[None, ..., None])[0]
+    rtn = IntType().scale_zero(wg, scheme)[0]
+    return _keep_better(rtn, _int_sym_losses(wg, rtn[None], nmax, weights)[0], scales_of(best_k),
+                        losses.amin(dim=0))[0]
 
 
 @torch.no_grad()
