@@ -31,7 +31,8 @@ from ..config import make_config
 from ..preflight import plan_notes
 from ..run_info import run_info
 from .context import ShapeContext
-from .layers import Layout, describe_apart
+from .layers import describe_checkpoint
+from .layout import Layout
 from .output import copy_side_files, write_tensors
 from .source import TORCH_DTYPES, Checkpoint, read_checkpoint
 from .worker import ShardTask, describe_layers, run_tasks, start_workers, task_path
@@ -97,7 +98,7 @@ def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: tor
 def _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta):
     """(checkpoint, layout, plan, config dict) of a model directory, without loading any weight."""
     ckpt = read_checkpoint(model_dir)
-    layout, config = describe_apart(ckpt, use_meta)
+    layout, config = describe_checkpoint(ckpt, use_meta)
     plan = resolve_plan(layout.layers, parse_scheme(scheme), layer_config=layer_config, ignore_layers=ignore_layers,
                         quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
                         format=format)
