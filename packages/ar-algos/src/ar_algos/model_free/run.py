@@ -83,15 +83,30 @@ def _model_dtype(ckpt: Checkpoint, layout: Layout) -> torch.dtype:
     return torch.float16
 
 
+def split_keys(keys: list[str], sizes: dict[str, int], parts: int) -> list[list[str]]:
+    """`keys` cut into at most `parts` non-empty runs (order kept) of about equal total size."""
+    total, runs, used = sum(sizes[k] for k in keys), [[]], 0
+    for k in keys:
+        if runs[-1] and len(runs) < parts and used + sizes[k] / 2 >= total * len(runs) / parts:
+            runs.append([])
+        runs[-1].append(k)
+        used += sizes[k]
+    return [r for r in runs if r]
+
+
 def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: torch.dtype, tmp: Path,
-           layers: list) -> list[ShardTask]:
+           layers: list, workers: int) -> list[ShardTask]:
+    """One task per source shard, or, with more workers than shards, each shard's tensors split into runs of
+    about equal bytes so that every worker gets work (a one-file checkpoint too)."""
     quant = {f"{n}.weight": (n, n in layout.transposed) for n in plan.quantized()}
+    sizes = {k: t.nbytes for k, t in ckpt.tensors.items()}
+    pieces = -(-workers // len(ckpt.shards))
     tasks = []
-    for i, shard in enumerate(ckpt.shards):
-        keys = [k for k in layout.order if ckpt.tensors[k].shard == shard]
-        tasks.append(ShardTask(str(ckpt.path / shard), task_path(tmp, i), keys,
-                               {k: quant[k] for k in keys if k in quant}, layers, writer,
-                               str(dtype).removeprefix("torch.")))
+    for shard in ckpt.shards:
+        for keys in split_keys([k for k in layout.order if ckpt.tensors[k].shard == shard], sizes, pieces):
+            tasks.append(ShardTask(str(ckpt.path / shard), task_path(tmp, len(tasks)), keys,
+                                   {k: quant[k] for k in keys if k in quant}, layers, writer,
+                                   str(dtype).removeprefix("torch.")))
     return tasks
 
 
@@ -143,7 +158,7 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     out_parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_dir(output_dir, overwrite=overwrite) as out, \
             tempfile.TemporaryDirectory(prefix=".model-free-parts-", dir=out_parent) as parts:
-        tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers))
+        tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers), workers)
         results = {r.target: r for r in run_tasks(tasks, workers)}
         target = {key: task.target for task in tasks for key in task.keys}
         stored = {n: results[target[key]].stored[n] for key in layout.order for n in results[target[key]].outputs[key]}
