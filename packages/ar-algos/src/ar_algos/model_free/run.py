@@ -2,11 +2,12 @@
 
     result = quantize_model_free("path/to/model", "out/model-w4", scheme="W4A16", workers=4)
 
-Each source shard is one task: a worker reads its tensors one by one, quantizes the planned layers with plain RTN
-(what the regular path does for iters=0, disable_opt_rtn=True) and packs them with the registered format writer's
-own per-layer packing, so the bytes match the regular path's export. The parts are then streamed into the final
-shards inside an atomic output directory. This process never imports transformers for the plan (a spawned process
-describes the layers) and never holds a whole output shard.
+The plan comes from config.json and the safetensors headers (`layers.describe_checkpoint`). Each source shard is
+one task (split into runs of tensors when there are more workers than shards): a worker reads its tensors one by
+one, quantizes the planned layers with plain RTN (what the regular path does for iters=0, disable_opt_rtn=True) and
+packs them with the registered format writer's own per-layer packing, so the bytes match the regular path's export.
+The parts are then streamed into the final shards inside an atomic output directory. For the families the header
+planner knows, this process never imports transformers, and it never holds a whole output shard.
 """
 
 from __future__ import annotations
