@@ -5,7 +5,8 @@
 Builds (once, cached under --src) a random bf16 Llama of about 500M parameters saved as 7 shards (6 of ~152 MiB
 and the LM head), then runs `quantize_model_free` per worker count and prints its wall seconds, the peak summed
 memory (PSS: pages shared by forked processes counted once) of this process and all of its descendants (workers,
-fork server, the child process that plans) and the peak tensor bytes a worker held. Run each worker count in a
+fork server, and the child process that plans when the header planner falls back to a meta model) and the peak
+tensor bytes a worker held. Run each worker count in a
 fresh process (the default `--repeat 1`) so that every run pays its own imports; the source is built in a spawned
 process so that this one never imports transformers (model-free mode plans in this process when it has).
 """

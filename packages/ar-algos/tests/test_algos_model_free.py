@@ -79,6 +79,21 @@ def test_worker_processes_give_the_same_bytes(src, tmp_path):
     assert all(same.values()) and len([n for n in same if n.endswith(".safetensors")]) > 1
 
 
+def test_workers_split_a_one_file_checkpoint_and_give_the_same_bytes(src, tmp_path):
+    from ar_algos.model_free.run import split_keys
+
+    single = tmp_path / "single"
+    model = tiny_model("llama", dtype=torch.bfloat16, hidden_size=128, intermediate_size=256)
+    model.save_pretrained(single)
+    assert [p.name for p in single.glob("*.safetensors")] == ["model.safetensors"]
+    quantize_model_free(single, tmp_path / "one", scheme="W4A16G32", workers=1)
+    quantize_model_free(single, tmp_path / "two", scheme="W4A16G32", workers=2)
+    assert all(_same_dirs(tmp_path / "one", tmp_path / "two").values())
+    sizes = {"a": 10, "b": 10, "c": 10, "d": 70, "e": 1}
+    assert split_keys(list(sizes), sizes, 2) == [["a", "b", "c"], ["d", "e"]]
+    assert split_keys(list(sizes), sizes, 9) == [[k] for k in sizes]
+
+
 def test_memory_held_stays_below_two_source_shards(src, tmp_path):
     r = quantize_model_free(src, tmp_path / "o", scheme="W4A16G32", max_shard_size="100KB")
     assert 0 < r.worker_peak_bytes < 2 * r.largest_source_shard_bytes

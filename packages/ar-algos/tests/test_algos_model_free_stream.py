@@ -1,6 +1,6 @@
 """Model-free mode in bounded parent memory: the final shards are streamed from the workers' part files (the same
-bytes `save_sharded_safetensors` writes, without holding a shard), and the plan is made in a spawned process so
-the caller never imports transformers."""
+bytes `save_sharded_safetensors` writes, without holding a shard), and the plan is made from the safetensors headers
+so the caller never imports transformers."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ FRESH_RUN = textwrap.dedent("""
 
 
 @pytest.mark.slow
-def test_a_fresh_process_plans_apart_and_writes_the_same_bytes(tmp_path):
+def test_a_fresh_process_plans_from_headers_and_writes_the_same_bytes(tmp_path):
     from ar_algos.model_free import quantize_model_free
     from ar_algos.tiny import tiny_model
 

@@ -34,6 +34,8 @@ def _usage_error(capsys, argv) -> str:
     (["quantize", "m", "--options", "W2A16,W4A16"], "--avg_bits"),
     (["quantize", "m", "--avg_bits", "3.5"], "needs --options"),
     (["quantize", "m", "--model_free", "--iters", "5"], "contradicts --iters 5"),
+    (["quantize", "m", "--model_free_workers", "2"], "only applies with --model_free"),
+    (["quantize", "m", "--model_free", "--model_free_workers", "0"], "processes >= 1"),
     (["quantize", "m", "--algorithm", "autoscheme"], "not available yet"),
     (["quantize", "m", "--algorithm", "awq,rtn,signround"], "not available yet"),
     (["quantize", "m", "--algorithm", "awq", "--iters", "5"], "contradicts --iters 5"),

@@ -38,6 +38,8 @@ def check_model_free(args: argparse.Namespace, formats: list[str], user_set: set
         raise UsageError("--model_free does not take --mllm (it quantizes the files of any model as they are)")
     if len(formats) != 1:
         raise UsageError(f"--model_free writes one format, not --format {args.format}")
+    if args.model_free_workers is not None and args.model_free_workers < 1:
+        raise UsageError(f"--model_free_workers {args.model_free_workers}: give a number of processes >= 1")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
 
@@ -59,7 +61,7 @@ def run_model_free(args: argparse.Namespace, model_dir: Path, scheme, fmt: str, 
 
     result = quantize_model_free(model_dir, out_dir, scheme=scheme, layer_config=layer_config,
                                  ignore_layers=args.ignore_layers, quant_lm_head=args.quant_lm_head, format=fmt,
-                                 overwrite=args.overwrite)
+                                 overwrite=args.overwrite, workers=args.model_free_workers or 1)
     print(f"model-free RTN: {len(result.plan.quantized())} layers in {result.seconds:.1f} s")
     print(f"saved {result.path}: {saved_summary(result.path, args.trust_remote_code)}")
     return result.path

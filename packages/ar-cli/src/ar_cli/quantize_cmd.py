@@ -123,6 +123,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     mix.add_argument("--ignore_scale_zp_bits", action="store_true", default=None,
                      help="AutoScheme: budget the code bits only (scales and zero points not counted)")
     mix.add_argument("--model_free", action="store_true", default=None, help="RTN straight from the files")
+    mix.add_argument("--model_free_workers", type=int, default=None,
+                     help="with --model_free: worker processes quantizing the shards in parallel (default 1)")
     mix.add_argument("--disable_model_free", action="store_true", default=None,
                      help="load the model even for plain RTN of a local directory into auto_round (which otherwise "
                           "runs model-free, same bytes)")
@@ -261,6 +263,8 @@ def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]
                              f"use one of {', '.join(LM_HEAD_FORMATS)}")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
+    if args.model_free_workers is not None:
+        raise UsageError("--model_free_workers only applies with --model_free")
 
 
 def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: set[str]) -> dict:

@@ -1,13 +1,14 @@
 """Which stored tensors are quantizable layers, described as `LayerInfo` records for `resolve_plan`.
 
-Preferred: the architecture is instantiated on the `meta` device (no weights, no memory) so layer kinds, blocks,
-the LM head and tied embeddings are found exactly as the regular path finds them, and tensors are written in the
-model's own order. When transformers does not know the architecture, the description falls back to tensor names
-and shapes: every 2-D `*.weight` is a linear layer except embeddings, convolutions and norms; MoE routers
-(`.gate`, `shared_expert_gate`, `router`) are marked so the plan keeps them 16-bit.
+`describe_checkpoint` plans from config.json and the safetensors headers alone (`headers.py`) for the families whose
+module order and layer kinds it knows. Any other checkpoint falls back, with a log line saying so, to instantiating
+the architecture on the `meta` device (no weights), so layer kinds, blocks, the LM head and the tensor order are found
+exactly as the regular path finds them; when transformers does not know the architecture either, the description
+falls back to tensor names and shapes: every 2-D `*.weight` is a linear layer except embeddings, convolutions and
+norms; MoE routers (`.gate`, `shared_expert_gate`, `router`) are marked so the plan keeps them 16-bit.
 
 Importing transformers and building the meta model costs ~260 MiB that the process keeps, so when transformers is
-not imported yet, `describe_source` runs in a short-lived child process that sends back only the layout and the
+not imported yet, the meta fallback runs in a short-lived child process that sends back only the layout and the
 config dict; the caller's memory stays what the tensors need.
 """
 
@@ -16,34 +17,23 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from ar_core.errors import CheckpointError
 from ar_core.layer_config import LayerInfo
 
+from .headers import FAMILIES, config_dict, describe_headers
+from .layout import FUSED, Layout, block_of
 from .source import Checkpoint
 
 log = logging.getLogger("ar_algos.model_free")
 
 HEAD_NAMES = ("lm_head", "head", "embed_out", "output")
 SKIP_WORDS = ("embed", "conv", "wte", "wpe", "norm")
-_FUSED = {"q_proj": "qkv", "k_proj": "qkv", "v_proj": "qkv", "gate_proj": "gate_up", "up_proj": "gate_up"}
-
-
-@dataclass
-class Layout:
-    """The layers to plan, the LM head, whether it is tied, transposed (Conv1D) layers and the tensor order."""
-
-    layers: list[LayerInfo]
-    lm_head: str | None
-    tied: bool
-    transposed: set[str]
-    order: list[str]
 
 
 def describe(ckpt: Checkpoint, use_meta: bool = True) -> Layout:
@@ -90,11 +80,6 @@ def _from_meta(ckpt: Checkpoint) -> Layout:
     return Layout(infos, lm_head, tied, transposed, order)
 
 
-def _block_of(name: str) -> str | None:
-    m = re.match(r"^(.*?\.\d+)\.", name)
-    return m.group(1) if m else None
-
-
 def _from_shapes(ckpt: Checkpoint) -> Layout:
     tied = bool(ckpt.config.get("tie_word_embeddings", False))
     infos = []
@@ -108,9 +93,9 @@ def _from_shapes(ckpt: Checkpoint) -> Layout:
         parent = name.rpartition(".")[0]
         infos.append(LayerInfo(
             name=name, in_features=meta.shape[1], out_features=meta.shape[0],
-            kind="expert" if ".experts." in name else "linear", in_block=_block_of(name) is not None,
+            kind="expert" if ".experts." in name else "linear", in_block=block_of(name) is not None,
             is_router=name.endswith((".gate", "router", "shared_expert_gate")),
-            fused_group=f"{parent}.{_FUSED[leaf]}" if leaf in _FUSED else None))
+            fused_group=f"{parent}.{FUSED[leaf]}" if leaf in FUSED else None))
     heads = [x.name for x in infos if not x.in_block and x.name.rpartition(".")[2] in HEAD_NAMES]
     return Layout(infos, heads[-1] if heads else None, tied, set(), list(ckpt.tensors))
 
@@ -152,3 +137,29 @@ def describe_child(result: str) -> None:
     into the file `result`."""
     ckpt, use_meta = pickle.load(sys.stdin.buffer)
     Path(result).write_bytes(pickle.dumps(describe_source(ckpt, use_meta)))
+
+
+def describe_checkpoint(ckpt: Checkpoint, use_meta: bool = True) -> tuple[Layout, dict]:
+    """The layout of `ckpt` and its config dict as transformers writes it, from config.json and the safetensors
+    headers when `headers.py` knows the family and the transformers version that wrote config.json; else the meta
+    model (`describe_apart`; `use_meta=False`: tensor names and shapes) and transformers' AutoConfig, saying so."""
+    layout = describe_headers(ckpt) if use_meta else _from_shapes(ckpt)
+    if layout is None:
+        log.warning("model-free: planning from a meta-device model (slower): model_type %r is not one whose module "
+                    "order and layer kinds the header planner knows (%s), or a tensor name is not one of that "
+                    "family's", ckpt.config.get("model_type"), ", ".join(sorted(FAMILIES)))
+        return describe_apart(ckpt, use_meta)
+    config = config_dict(ckpt)
+    if config is None:
+        log.warning("model-free: config.json was written by transformers %s, not the installed %s (or holds custom "
+                    "code): reading it with transformers' AutoConfig", ckpt.config.get("transformers_version"),
+                    _installed_transformers())
+        config = source_config(ckpt.path, ckpt.config)
+    return layout, config
+
+
+def _installed_transformers() -> str | None:
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return None

@@ -2,11 +2,12 @@
 
     result = quantize_model_free("path/to/model", "out/model-w4", scheme="W4A16", workers=4)
 
-Each source shard is one task: a worker reads its tensors one by one, quantizes the planned layers with plain RTN
-(what the regular path does for iters=0, disable_opt_rtn=True) and packs them with the registered format writer's
-own per-layer packing, so the bytes match the regular path's export. The parts are then streamed into the final
-shards inside an atomic output directory. This process never imports transformers for the plan (a spawned process
-describes the layers) and never holds a whole output shard.
+The plan comes from config.json and the safetensors headers (`layers.describe_checkpoint`). Each source shard is
+one task (split into runs of tensors when there are more workers than shards): a worker reads its tensors one by
+one, quantizes the planned layers with plain RTN (what the regular path does for iters=0, disable_opt_rtn=True) and
+packs them with the registered format writer's own per-layer packing, so the bytes match the regular path's export.
+The parts are then streamed into the final shards inside an atomic output directory. For the families the header
+planner knows, this process never imports transformers, and it never holds a whole output shard.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from ..config import make_config
 from ..preflight import plan_notes
 from ..run_info import run_info
 from .context import ShapeContext
-from .layers import Layout, describe_apart
+from .layers import describe_checkpoint
+from .layout import Layout
 from .output import copy_side_files, write_tensors
 from .source import TORCH_DTYPES, Checkpoint, read_checkpoint
 from .worker import ShardTask, describe_layers, run_tasks, start_workers, task_path
@@ -82,22 +84,37 @@ def _model_dtype(ckpt: Checkpoint, layout: Layout) -> torch.dtype:
     return torch.float16
 
 
+def split_keys(keys: list[str], sizes: dict[str, int], parts: int) -> list[list[str]]:
+    """`keys` cut into at most `parts` non-empty runs (order kept) of about equal total size."""
+    total, runs, used = sum(sizes[k] for k in keys), [[]], 0
+    for k in keys:
+        if runs[-1] and len(runs) < parts and used + sizes[k] / 2 >= total * len(runs) / parts:
+            runs.append([])
+        runs[-1].append(k)
+        used += sizes[k]
+    return [r for r in runs if r]
+
+
 def _tasks(ckpt: Checkpoint, layout: Layout, plan: Plan, writer: Any, dtype: torch.dtype, tmp: Path,
-           layers: list) -> list[ShardTask]:
+           layers: list, workers: int) -> list[ShardTask]:
+    """One task per source shard, or, with more workers than shards, each shard's tensors split into runs of
+    about equal bytes so that every worker gets work (a one-file checkpoint too)."""
     quant = {f"{n}.weight": (n, n in layout.transposed) for n in plan.quantized()}
+    sizes = {k: t.nbytes for k, t in ckpt.tensors.items()}
+    pieces = -(-workers // len(ckpt.shards))
     tasks = []
-    for i, shard in enumerate(ckpt.shards):
-        keys = [k for k in layout.order if ckpt.tensors[k].shard == shard]
-        tasks.append(ShardTask(str(ckpt.path / shard), task_path(tmp, i), keys,
-                               {k: quant[k] for k in keys if k in quant}, layers, writer,
-                               str(dtype).removeprefix("torch.")))
+    for shard in ckpt.shards:
+        for keys in split_keys([k for k in layout.order if ckpt.tensors[k].shard == shard], sizes, pieces):
+            tasks.append(ShardTask(str(ckpt.path / shard), task_path(tmp, len(tasks)), keys,
+                                   {k: quant[k] for k in keys if k in quant}, layers, writer,
+                                   str(dtype).removeprefix("torch.")))
     return tasks
 
 
 def _read(model_dir, scheme, layer_config, ignore_layers, quant_lm_head, format, use_meta):
     """(checkpoint, layout, plan, config dict) of a model directory, without loading any weight."""
     ckpt = read_checkpoint(model_dir)
-    layout, config = describe_apart(ckpt, use_meta)
+    layout, config = describe_checkpoint(ckpt, use_meta)
     plan = resolve_plan(layout.layers, parse_scheme(scheme), layer_config=layer_config, ignore_layers=ignore_layers,
                         quant_lm_head=quant_lm_head, tied_embeddings=layout.tied, lm_head_name=layout.lm_head,
                         format=format)
@@ -142,7 +159,7 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     out_parent.mkdir(parents=True, exist_ok=True)
     with atomic_output_dir(output_dir, overwrite=overwrite) as out, \
             tempfile.TemporaryDirectory(prefix=".model-free-parts-", dir=out_parent) as parts:
-        tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers))
+        tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers), workers)
         results = {r.target: r for r in run_tasks(tasks, workers)}
         target = {key: task.target for task in tasks for key in task.keys}
         stored = {n: results[target[key]].stored[n] for key in layout.order for n in results[target[key]].outputs[key]}

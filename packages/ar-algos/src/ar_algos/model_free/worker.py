@@ -70,7 +70,7 @@ def quantize_shard(task: ShardTask) -> ShardResult:
     schemes = {n: s for n, s, _ in layers}
     result = ShardResult(task.target)
     source = read_header(task.source)
-    with open(task.source, "rb") as src, open(task.target, "wb") as part:
+    with torch.inference_mode(), open(task.source, "rb") as src, open(task.target, "wb") as part:
         for key in task.keys:
             t = read_tensor(src, source[key])
             packed = _pack(task, key, t, schemes, ctx)

@@ -6,7 +6,11 @@ import torch
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """Round to nearest-even in the forward pass, identity gradient in the backward pass."""
+    """Round to nearest-even in the forward pass, identity gradient in the backward pass. With no gradient being
+    recorded it is one plain round: x + (round(x) - x) equals round(x) exactly (round(x) - x is exact in floating
+    point), up to the sign of a zero."""
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.round(x)
     return x + (torch.round(x) - x).detach()
 
 
