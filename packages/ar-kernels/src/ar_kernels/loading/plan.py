@@ -73,7 +73,7 @@ def _block_list(value: Any, default: list[str]) -> list[str]:
 def _auto_round_packing(fmt: str | None, scheme: QuantScheme, layer: str) -> str:
     if scheme.data_type == "fp" and scheme.bits == 8:
         return "fp8"
-    if scheme.data_type.startswith("mx_fp"):
+    if scheme.data_type.startswith("mx_"):  # mx_int 4-bit shares MXFP4's layout (sign-magnitude nibbles)
         return "mxfp4" if scheme.bits == 4 else "mxfp8"
     if scheme.data_type == "nv_fp":
         return "nvfp4"

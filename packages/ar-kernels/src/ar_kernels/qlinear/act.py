@@ -5,13 +5,17 @@ layer's input before the matmul, so our logits are the consumer's.
                   [-2^(b-1), 2^(b-1) - 1] (compressed-tensors' rule); asymmetric: scale = (max - min) / (2^b - 1),
                   zero = round(-2^(b-1) - min / scale); static: the stored input_scale (and input_zero_point)
     fp            FP8 E4M3: scale = amax / 448 (dynamic) or the stored input_scale (static); fp8(clamp(x / scale))
-    mx_fp(_rceil), mx_int   a dynamic E8M0 scale per 32 inputs (ar_core's MX rules, as auto-round computes them;
-                  compressed-tensors rounds the group max to the element mantissa first, so its scale can be 2x)
+    mx_fp(_rceil), mx_int   a dynamic E8M0 scale per 32 inputs (ar_core's MX rules, as auto-round computes them);
+                  `native` mx_fp (compressed-tensors): the group max is first rounded up to the next power of two
+                  when its mantissa is within 2^-(m+1) of it (m: FP4's mantissa bits, FP6's for 6-bit), so the
+                  scale is 2x auto-round's for a group max of 1.75 * 2^k and above (FP4/FP8)
     nv_fp         NVFP4: a dynamic E4M3 scale per 16 inputs, e4m3(gs * amax / 6), over a per-tensor global scale gs:
                   the stored input_global_scale (static global, NVFP4's usual form) or 448 * 6 / amax(x) (dynamic)
 
 Int and FP8 run in the layer's compute dtype, as both consumers do; for NVFP4, `native` specs (compressed-tensors)
-take amax / 6 in the compute dtype before the float32 rest, others (auto-round) run in float32 throughout.
+take amax / 6 in the compute dtype before the float32 rest, others (auto-round) run in float32 throughout and,
+as auto-round does, multiply by reciprocals (x * 1/(scale/gs)), which decides the E2M1 ties bf16 inputs often hit.
+auto-round quantizes MXINT4 activations as MXFP4 (its activation quantizer ignores the data type), so we do too.
 Specs come from the checkpoint's quantization config (`from_compressed_tensors`, `from_auto_round`).
 """
 
@@ -26,7 +30,8 @@ from torch import nn
 
 from ar_core.errors import CheckpointError
 from ar_core.quant import fake_quantize
-from ar_core.quant.fp_grids import to_e4m3_ste
+from ar_core.quant.fp_grids import E2M1, MX_FP_FORMATS, round_to_grid, to_e4m3_ste
+from ar_core.quant.mx import E8M0_MAX_EXP, quantize_elements
 from ar_core.quant.nvfp import quantize_fp4
 from ar_core.scheme import QuantScheme
 
@@ -104,6 +109,7 @@ def from_auto_round(fields: dict, layer: str) -> ActSpec | None:
         return _spec(layer, "nv_fp", bits, 16, "static_gs" not in act_dt and dynamic, fields.get("act_sym"))
     dt = re.sub(r"\d+$", "", act_dt)  # "mx_fp4" -> "mx_fp", "fp8" -> "fp"
     dt = "fp" if dt in ("fp", "float") else dt
+    dt = "mx_fp" if dt == "mx_int" else dt  # auto-round's MX activation quantizer falls back to mx_fp for mx_int
     gs = fields.get("act_group_size")
     gs = fields.get("group_size", 128) if gs is None else gs
     return _spec(layer, dt, bits, gs, dynamic, fields.get("act_sym"))
@@ -146,15 +152,38 @@ def _fp8_qdq(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None) -> torc
     return (q * scale).reshape(x.shape)
 
 
+def _reciprocal(t: torch.Tensor) -> torch.Tensor:
+    return torch.where(t == 0, torch.zeros_like(t), 1.0 / t)
+
+
 def _nv_qdq(x: torch.Tensor, spec: ActSpec, stored: torch.Tensor | None) -> torch.Tensor:
-    g = _grouped(x if spec.native else x.float(), 16)
-    if stored is not None:
-        gs = stored.float().reshape(())
-    else:
-        amax = x.float().abs().max()
-        gs = torch.where(amax > 0, NVFP_GLOBAL_MAX / amax, torch.ones_like(amax))
-    block = to_e4m3_ste(gs * (g.abs().amax(dim=-1, keepdim=True) / 6.0).float())  # amax / 6 in g's dtype
-    return quantize_fp4(g.float(), block, gs)[1].reshape(x.shape)
+    if spec.native:
+        g = _grouped(x, 16)
+        gs = stored.float().reshape(()) if stored is not None else _dynamic_global_scale(x)
+        block = to_e4m3_ste(gs * (g.abs().amax(dim=-1, keepdim=True) / 6.0).float())  # amax / 6 in g's dtype
+        return quantize_fp4(g.float(), block, gs)[1].reshape(x.shape)
+    # auto-round multiplies by reciprocals; bf16 inputs often land exactly on an E2M1 tie, where that matters
+    g = _grouped(x.float(), 16)
+    gs = stored.float().reshape(()) if stored is not None else NVFP_GLOBAL_MAX * _reciprocal(x.float().abs().max())
+    block = to_e4m3_ste((gs * (g.abs().amax(dim=-1, keepdim=True) * (1.0 / 6.0))).clamp(-FP8_MAX, FP8_MAX))
+    inverse = _reciprocal(block * _reciprocal(gs))
+    q = round_to_grid((g * inverse).clamp(-E2M1.max_norm, E2M1.max_norm), E2M1)
+    return (q * _reciprocal(inverse)).reshape(x.shape)
+
+
+def _dynamic_global_scale(x: torch.Tensor) -> torch.Tensor:
+    amax = x.float().abs().max()
+    return torch.where(amax > 0, NVFP_GLOBAL_MAX / amax, torch.ones_like(amax))
+
+
+def _mx_native_qdq(x: torch.Tensor, spec: ActSpec) -> torch.Tensor:
+    fmt = MX_FP_FORMATS[spec.bits]
+    g = _grouped(x, 32).float()
+    mant, ex = torch.frexp(g.abs().amax(dim=-1, keepdim=True))  # amax = mant * 2^ex, mant in [0.5, 1)
+    round_up = mant >= 1.0 - 2.0 ** -((3 if spec.bits == 6 else 1) + 2)
+    e = (ex - 1 + round_up.int() - fmt.emax).clamp(-E8M0_MAX_EXP, E8M0_MAX_EXP).float()
+    scale = torch.exp2(e)
+    return (quantize_elements(g, scale, fmt) * scale).reshape(x.shape)
 
 
 def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = None,
@@ -170,6 +199,8 @@ def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = 
         out = _fp8_qdq(flat, spec, scale)
     elif spec.data_type == "nv_fp":
         out = _nv_qdq(flat, spec, scale)
+    elif spec.native and spec.data_type == "mx_fp":
+        out = _mx_native_qdq(flat, spec)
     else:
         with torch.no_grad():
             out = fake_quantize(flat.float(), QuantScheme(bits=spec.bits, group_size=32, data_type=spec.data_type))

@@ -1,6 +1,7 @@
 """Floating-point element layouts (compressed-tensors names): MXFP4, MXFP8, NVFP4 and FP8 weight + scale.
 
-    mxfp4  weight_packed uint8 [N, K/2] E2M1 nibbles, weight_scale uint8 E8M0 [N, K/32]
+    mxfp4  weight_packed uint8 [N, K/2] E2M1 nibbles (MXINT4: sign-magnitude k/4 nibbles), weight_scale uint8 E8M0
+           [N, K/32]
     mxfp8  weight float8_e4m3fn [N, K], weight_scale uint8 E8M0 [N, K/32]
     nvfp4  weight_packed uint8 [N, K/2], weight_scale float8_e4m3fn [N, K/16], weight_global_scale fp32 [1];
            w = e2m1 * weight_scale / weight_global_scale
@@ -14,6 +15,7 @@ import torch
 
 from ar_core.errors import ArError, CheckpointError, field_error
 from ar_core.pack import fp4, fp8
+from ar_core.quant.fp_grids import MX_INT_FORMATS, decode_elements
 
 from .base import QuantLinear, describe, expect
 
@@ -45,7 +47,7 @@ def expand_fp8_scale(scale: torch.Tensor, scheme, out_features: int, in_features
 
 
 class MXFP4Linear(QuantLinear):
-    """MXFP4: E2M1 nibbles with an E8M0 exponent per 32 inputs."""
+    """MXFP4 (and MXINT4): E2M1 (or sign-magnitude int) nibbles with an E8M0 exponent per 32 inputs."""
 
     packings = ("mxfp4",)
     group = 32
@@ -56,19 +58,23 @@ class MXFP4Linear(QuantLinear):
         self.register_buffer("weight_scale", weight_scale)
 
     def dequantize_weight(self) -> torch.Tensor:
-        values = fp4.decode_e2m1(fp4.unpack_nibbles(self.weight_packed, self.in_features))
+        codes = fp4.unpack_nibbles(self.weight_packed, self.in_features)
+        if self.scheme.data_type == "mx_int":
+            values = decode_elements(codes, MX_INT_FORMATS[4])
+        else:
+            values = fp4.decode_e2m1(codes)
         return values * expand_groups(fp4.e8m0_decode(self.weight_scale), self.group, self.in_features)
 
     @classmethod
     def from_quantized(cls, qt, bias=None, packing="mxfp4"):
-        """Pack mx_fp 4-bit codes and power-of-two scales."""
-        _require(qt.scheme, ("mx_fp", "mx_fp_rceil"), 4, "mxfp4")
+        """Pack mx_fp / mx_int 4-bit codes and power-of-two scales."""
+        _require(qt.scheme, ("mx_fp", "mx_fp_rceil", "mx_int"), 4, "mxfp4")
         out, k = qt.shape
         return cls(k, out, qt.scheme, "mxfp4", fp4.pack_nibbles(qt.codes), fp4.e8m0_encode(qt.scale), bias)
 
     @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="mxfp4", layer="?"):
-        _require(scheme, ("mx_fp", "mx_fp_rceil"), 4, "mxfp4")
+        _require(scheme, ("mx_fp", "mx_fp_rceil", "mx_int"), 4, "mxfp4")
         what = describe(scheme)
         wp = expect(layer, tensors, "weight_packed", (out_features, -(-in_features // 2)), (torch.uint8,), what)
         ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 32)), (torch.uint8,), what)
@@ -120,7 +126,11 @@ class NVFP4Linear(QuantLinear):
         self.register_buffer("weight_global_scale", weight_global_scale)
 
     def dequantize_weight(self) -> torch.Tensor:
-        values = fp4.decode_e2m1(fp4.unpack_nibbles(self.weight_packed, self.in_features))
+        codes = fp4.unpack_nibbles(self.weight_packed, self.in_features)
+        if self.scheme.data_type == "mx_int":
+            values = decode_elements(codes, MX_INT_FORMATS[4])
+        else:
+            values = fp4.decode_e2m1(codes)
         scale = expand_groups(fp8.decode_e4m3_scale(self.weight_scale), self.group, self.in_features)
         return values * scale / self.weight_global_scale.float().reshape(())
 
