@@ -51,9 +51,14 @@ class _TransformerView:
         return self.module.parameters(*args, **kwargs)
 
 
-def _rename_weights(folder: Path) -> None:
+def _as_diffusers(folder: Path) -> None:
+    """Give the writer's output diffusers' names: the weights file(s), and a config.json without `dtype` (a
+    diffusers model would take it as a constructor argument)."""
     for f in folder.glob("model*.safetensors*"):
         f.rename(folder / f.name.replace("model", WEIGHTS, 1))
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("dtype", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def _copy_components(pipe: Any, out: Path) -> None:
@@ -78,7 +83,7 @@ def save_pipeline(pipe: Any, output_dir: str | Path, records: dict, format: str,
     with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
         _copy_components(pipe, tmp)
         writer.save(tmp / "transformer", _TransformerView(pipe.transformer), records, run_info=run_info(cfg))
-        _rename_weights(tmp / "transformer")
+        _as_diffusers(tmp / "transformer")
     return Path(output_dir)
 
 
@@ -93,8 +98,7 @@ def load_transformer(folder: str | Path, device: str | torch.device = "cpu", dty
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text())
     q = config.pop("quantization_config", None)
-    named = config.pop("dtype", None)
-    dtype = dtype or (getattr(torch, named) if isinstance(named, str) else torch.float32)
+    dtype = dtype or torch.float32
     cls = getattr(diffusers, str(config.get("_class_name")), None)
     if cls is None:
         raise field_error(CheckpointError, "transformer _class_name", config.get("_class_name"),
