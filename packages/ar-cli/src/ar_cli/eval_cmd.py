@@ -9,6 +9,7 @@ from ar_core.errors import ArError
 from ar_eval import EvalProtocol, compare_table, evaluate, load_report, plot_quality, save_report
 from ar_eval.size import describe_size
 
+from .diffusion_cmd import add_flags as add_diffusion_flags, eval_pipeline, is_pipeline
 from .flags import UsageError, comma_list, model_path
 
 METRICS = ("ppl", "kl_mean", "kl_p99", "top1_agreement")
@@ -43,6 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     lm.add_argument("--num_fewshot", type=int)
     lm.add_argument("--include_path", help="folder of offline task YAML files")
     lm.add_argument("--eval_backend", choices=("hf", "vllm"), default="hf")
+    add_diffusion_flags(p, evaluate=True)
     return p
 
 
@@ -109,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give at least one MODEL or --compare REPORT")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
+    if args.models and all(is_pipeline(m) for m in args.models):  # diffusers pipelines: ar_mllm.diffusion.eval
+        return eval_pipeline(args)
     protocol = protocol_of(args)
     reference = model_path(args.reference) if args.reference else None
     reports = [evaluate_one(model_path(m), reference, args, protocol) for m in args.models]

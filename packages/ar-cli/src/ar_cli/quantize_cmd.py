@@ -20,6 +20,7 @@ from .flags import UsageError, comma_list, group_size, model_path, relaxed_json
 from .autoscheme_mode import check_autoscheme, make_search, search_layer_config
 from .model_free_mode import check_model_free, check_options, run_model_free
 from .vlm import detect_vlm
+from .diffusion_cmd import add_flags as add_diffusion_flags, is_pipeline, quantize_pipeline
 
 RECIPE_NAMES = ("default", "best", "light", "opt-rtn", "rtn")
 # CLI flag -> AutoRound keyword, for the knobs passed straight through when set.
@@ -135,6 +136,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=float)
     ev.add_argument("--num_fewshot", type=int)
     ev.add_argument("--include_path", help="folder of offline lm-eval task YAML files")
+    add_diffusion_flags(p)
     return p
 
 
@@ -438,6 +440,11 @@ def run(args: argparse.Namespace) -> int:
     formats = _formats(args)
     check_gguf_mix(args, formats)
     check_rotation(args, formats)
+    if is_pipeline(args.model):  # a diffusers pipeline directory: its DiT is quantized (ar_mllm.diffusion)
+        route_algorithm(args)
+        scheme = build_scheme(args, formats)
+        quantize_pipeline(args, formats, scheme, Path(args.output_dir) / output_name(args.model, scheme))
+        return 0
     paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
     if args.eval or args.tasks:
         from .eval_cmd import evaluate_after_quantize
