@@ -25,6 +25,7 @@ from ar_core.scheme import QuantScheme
 from .blocks import as_stored, weight_key, weight_of, write_weight
 from .capture import kwargs_to
 from .config import TuneConfig
+from .distributed import Shard, sum_float, sync_grads
 from .placement import module_device
 from .records import record_to_cpu
 
@@ -74,11 +75,13 @@ class BlockResult:
     loss_after: float | None = None
 
 
-def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the tokens with mask 1 (pred/ref [B, L, H], mask [B, L]), in float32."""
+def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, tokens: float | None = None) -> torch.Tensor:
+    """Mean squared error over the tokens with mask 1 (pred/ref [B, L, H], mask [B, L]), in float32; `tokens`: the
+    denominator's token count when the batch is split over ranks (default: mask's sum)."""
     m = mask.to(pred.device, torch.float32).unsqueeze(-1)
     diff = (pred.float() - ref.float()) * m
-    return diff.pow(2).sum() / (m.sum() * pred.shape[-1]).clamp(min=1)
+    count = m.sum() if tokens is None else torch.tensor(tokens, device=pred.device)
+    return diff.pow(2).sum() / (count * pred.shape[-1]).clamp(min=1)
 
 
 def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool, searched: bool,
@@ -104,12 +107,14 @@ def _index_stream(n: int, batch: int, gen: torch.Generator):
 def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dict[str, QuantScheme],
                     inputs: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
                     kwargs: Callable[[torch.Tensor], dict], mask: torch.Tensor, cfg: TuneConfig,
-                    seed: int, imatrix: dict[str, torch.Tensor] | None = None) -> BlockResult:
+                    seed: int, imatrix: dict[str, torch.Tensor] | None = None, shard: Shard | None = None) -> BlockResult:
     """Tune the quantized layers of `block` (their names in `schemes`) and write their QDQ weights back.
 
     inputs: [N, L, H] what the block receives (quantized chain); target(idx): the full-precision outputs to match
     for samples idx; kwargs(idx): the block's other arguments; mask: [N, L] token weights; seed: this block's seed;
     imatrix: per-layer input-channel energy that weights the optimized-RTN start (cfg.start_from_opt_rtn).
+    shard: the global samples this rank holds (`ar_algos.distributed`): indices are then global, inputs / target /
+    kwargs / mask local, and losses and gradients are summed over the ranks.
     """
     dev = module_device(block)
     imatrix = imatrix or {}
@@ -127,19 +132,22 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
                 for t in tuned.values()}
 
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
+        tokens, idx = (shard.tokens(idx), shard.local(idx)) if shard else (None, idx)
+        if len(idx) == 0:  # none of these samples is on this rank
+            return torch.zeros((), device=dev, requires_grad=True)
         with autocast():
             out = functional_call(block, weights(), (inputs[idx].to(dev),), kwargs_to(kwargs(idx), dev))
         out = out[0] if isinstance(out, (tuple, list)) else out
-        return masked_mse(out, target(idx).to(dev), mask[idx])
+        return masked_mse(out, target(idx).to(dev), mask[idx], tokens)
 
-    n = inputs.shape[0]
+    n = shard.total if shard else inputs.shape[0]
     eval_idx = torch.arange(min(n, EVAL_SAMPLES))
 
     def eval_loss() -> float:
         with torch.no_grad():
             parts = [loss_on(eval_idx[s:s + cfg.batch_size]).item() * len(eval_idx[s:s + cfg.batch_size])
                      for s in range(0, len(eval_idx), cfg.batch_size)]
-        return sum(parts) / len(eval_idx)
+        return sum_float(sum(parts)) / len(eval_idx)
 
     def snapshot() -> list[torch.Tensor]:
         return [p.detach().clone() for t in tuned.values() for p in t.params()]
@@ -155,7 +163,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     try:
         start = snapshot()
         loss_before = eval_loss()
-        best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
+        best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot, shard is not None)
         loss_last = eval_loss()
         if cfg.not_use_best_mse:
             loss_after = loss_last
@@ -176,8 +184,9 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     return BlockResult(records, loss_before, loss_after)
 
 
-def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot):
-    """The optimisation loop; returns (the state of the best mini-batch loss, the final state)."""
+def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot, sync: bool = False):
+    """The optimisation loop; returns (the state of the best mini-batch loss, the final state). `sync`: sum
+    gradients and losses over the ranks before each step."""
     groups: dict[float, list[torch.Tensor]] = {}
     for t in tuned.values():
         groups.setdefault(cfg.layer_lr(t.scheme.bits), []).append(t.v)
@@ -199,6 +208,8 @@ def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on,
             loss = loss_on(micro) * (len(micro) / global_batch)
             (loss * LOSS_SCALE).backward()
             total += loss.item()
+        if sync:
+            total = sync_grads([p for t in tuned.values() for p in t.params()], total)
         if total < best_loss:
             best_loss, best_state, best_iter = total, snapshot(), it
         elif cfg.dynamic_max_gap > 0 and it - best_iter >= cfg.dynamic_max_gap:

@@ -1,0 +1,58 @@
+"""Run by test_algos_distributed.py under torchrun (or alone as the one-process reference): quantize the tiny model
+with each case given on the command line and let rank 0 save the records to <out>/<case>.pt.
+
+    python -m torch.distributed.run --standalone --nproc-per-node 2 distributed_worker.py OUT signround opt-rtn
+    cases: signround | opt-rtn | awq | die:<work_dir> (rank 1 exits at block 1 of a checkpointed SignRound run)
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from ar_algos import AutoRound
+from ar_algos.distributed import init_from_torchrun, is_main, rank
+from ar_algos.records import record_state
+from ar_algos.tiny import random_samples, tiny_model
+
+KNOBS = {"signround": dict(iters=4), "opt-rtn": dict(iters=0), "awq": dict(algorithm="awq")}
+
+
+def make(case: str, work_dir=None) -> AutoRound:
+    """The tiny-model run of `case` (the same on every rank and in the one-process reference)."""
+    args = dict(scheme="W3G32", dataset=random_samples(6, 8), nsamples=6, seqlen=8, batch_size=4, verbose=False,
+                quant_lm_head=case != "awq", work_dir=work_dir, **KNOBS[case])
+    return AutoRound(tiny_model("llama", num_hidden_layers=3), **args)
+
+
+def die_at(block: int) -> None:
+    """Make rank 1 exit (as if killed) when the driver reaches `block`."""
+    import ar_algos.driver as driver
+
+    real = driver._quantize_block
+
+    def dying(unit, index, *args):
+        if index == block and rank() == 1:
+            os._exit(3)
+        return real(unit, index, *args)
+
+    driver._quantize_block = dying
+
+
+def main(out: Path, cases: list[str]) -> None:
+    """Quantize each case; rank 0 saves the records."""
+    init_from_torchrun()
+    torch.set_num_threads(1)
+    for case in cases:
+        kind, _, work_dir = case.partition(":")
+        if kind == "die":
+            die_at(1)
+            kind = "signround"
+        _, records = make(kind, work_dir or None).quantize()
+        if is_main():
+            torch.save({n: record_state(r) for n, r in records.items()}, out / f"{kind}.pt")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), sys.argv[2:])
