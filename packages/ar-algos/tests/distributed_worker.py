@@ -2,7 +2,8 @@
 with each case given on the command line and let rank 0 save the records to <out>/<case>.pt.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 distributed_worker.py OUT signround opt-rtn
-    cases: signround | opt-rtn | awq | die:<work_dir> (rank 1 exits at block 1 of a checkpointed SignRound run)
+    cases: signround | opt-rtn | awq | model-free:<model_dir>:<output_dir> (W4G32, shards spread over the ranks) |
+           die:<work_dir> (rank 1 exits at block 1 of a checkpointed SignRound run; give it last)
 """
 
 import os
@@ -13,8 +14,10 @@ import torch
 
 from ar_algos import AutoRound
 from ar_algos.distributed import init_from_torchrun, is_main, rank
+from ar_algos.model_free import quantize_model_free
 from ar_algos.records import record_state
 from ar_algos.tiny import random_samples, tiny_model
+from ar_core.registry import FORMATS
 
 KNOBS = {"signround": dict(iters=4), "opt-rtn": dict(iters=0), "awq": dict(algorithm="awq")}
 
@@ -40,12 +43,24 @@ def die_at(block: int) -> None:
     driver._quantize_block = dying
 
 
+def register_auto_round() -> None:
+    """The auto_round writer in FORMATS (ar-export may not be installed as a plugin in the test environment)."""
+    if not FORMATS.is_available("auto_round"):
+        import ar_export
+
+        FORMATS.register("auto_round", ar_export.get_writer("auto_round"))
+
+
 def main(out: Path, cases: list[str]) -> None:
     """Quantize each case; rank 0 saves the records."""
     init_from_torchrun()
     torch.set_num_threads(1)
     for case in cases:
         kind, _, work_dir = case.partition(":")
+        if kind == "model-free":
+            register_auto_round()
+            quantize_model_free(*work_dir.split(":"), scheme="W4G32", max_shard_size="150KB")
+            continue
         if kind == "die":
             die_at(1)
             kind = "signround"

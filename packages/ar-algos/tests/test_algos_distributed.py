@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from ar_algos.model_free import quantize_model_free
 from ar_algos.records import record_from_state
+from ar_algos.tiny import tiny_model
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
 _spec = importlib.util.spec_from_file_location("distributed_worker", WORKER)
@@ -49,11 +51,24 @@ def assert_close_records(one: dict, many: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    """Records of every case from one 2-rank torchrun."""
+def model_dir(tmp_path_factory):
+    """A tiny random bf16 Llama saved as several safetensors shards."""
+    path = tmp_path_factory.mktemp("mf") / "src"
+    tiny_model("llama", dtype=torch.bfloat16, hidden_size=128, intermediate_size=256).save_pretrained(
+        path, max_shard_size="100KB")
+    assert len(list(path.glob("*.safetensors"))) > 2
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory, model_dir):
+    """One 2-rank torchrun (the costly part: every rank imports torch and transformers) doing every case in turn:
+    the tuned algorithms, model-free into <out>/mf, and last a checkpointed SignRound whose rank 1 dies at block 1
+    into <out>/work. Returns the output folder and torchrun's exit code."""
     out = tmp_path_factory.mktemp("two_ranks")
-    torchrun(2, str(out), *worker.KNOBS)
-    return {case: load(out / f"{case}.pt") for case in worker.KNOBS}
+    done = torchrun(2, str(out), *worker.KNOBS, f"model-free:{model_dir}:{out / 'mf'}", f"die:{out / 'work'}",
+                    check=False)
+    return out, done
 
 
 @pytest.mark.slow
@@ -61,14 +76,26 @@ def two_ranks(tmp_path_factory):
 def test_two_ranks_match_one_process(two_ranks, case):
     torch.set_num_threads(1)
     _, one = worker.make(case).quantize()
-    assert_close_records(one, two_ranks[case])
+    assert_close_records(one, load(two_ranks[0] / f"{case}.pt"))
 
 
 @pytest.mark.slow
-def test_a_dead_rank_ends_the_run_and_one_process_resumes(tmp_path, die_at_block):
-    work = tmp_path / "work"
-    done = torchrun(2, str(tmp_path), f"die:{work}", check=False)
-    assert done.returncode != 0
+def test_model_free_is_byte_identical_at_1_2_and_3_ranks(two_ranks, model_dir, tmp_path):
+    worker.register_auto_round()
+    quantize_model_free(model_dir, tmp_path / "one", scheme="W4G32", max_shard_size="150KB")
+    torchrun(3, str(tmp_path), f"model-free:{model_dir}:{tmp_path / 'three'}")
+    one = {p.name: p.read_bytes() for p in (tmp_path / "one").iterdir()}
+    assert len([n for n in one if n.endswith(".safetensors")]) > 1
+    for many in (two_ranks[0] / "mf", tmp_path / "three"):
+        assert {p.name: p.read_bytes() for p in many.iterdir()} == one, many
+    assert not [*tmp_path.glob(".model-free-parts-*"), *two_ranks[0].glob(".model-free-parts-*")]
+
+
+@pytest.mark.slow
+def test_a_dead_rank_ends_the_run_and_one_process_resumes(two_ranks, die_at_block):
+    out, done = two_ranks
+    work = out / "work"
+    assert done.returncode != 0, "the run went on without rank 1"
     assert (work / "block_0000.pt").is_file() and not (work / "block_0001.pt").exists()
     torch.set_num_threads(1)
     seen = die_at_block(-1)  # records which blocks the resumed run quantizes

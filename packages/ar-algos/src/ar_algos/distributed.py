@@ -14,13 +14,18 @@ a gradient element that is ~0 may differ), not bit for bit.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.distributed as dist
 
 from ar_core.errors import ArError, CheckpointError
+from ar_core.io import atomic_output_dir, check_output_dir
 
 from .checkpoint import WorkDir
 
@@ -236,3 +241,42 @@ def save_block(work: WorkDir, index: int, records: dict, chain: dict[str, torch.
     """Checkpoint block `index`: the chain gathered from every rank, written by rank 0 while the others wait."""
     full = {k: gather_rows(v) for k, v in chain.items()}
     on_main(lambda: work.save_block(index, records, full))
+
+
+@contextmanager
+def main_output_dir(path: Any, overwrite: bool) -> Iterator[Path | None]:
+    """`atomic_output_dir` on rank 0 (None on the others, which only check `path`); every rank leaves once rank 0
+    has put the output in place."""
+    if not active():
+        with atomic_output_dir(path, overwrite=overwrite) as out:
+            yield out
+        return
+    check_output_dir(path, overwrite)
+    if is_main():
+        with atomic_output_dir(path, overwrite=overwrite) as out:
+            yield out
+    else:
+        yield None
+    barrier()
+
+
+@contextmanager
+def shared_tempdir(prefix: str, parent: Path) -> Iterator[Path]:
+    """A temporary folder in `parent` (a folder every rank sees) made by rank 0, its name given to every rank;
+    removed by rank 0 once every rank is done with it."""
+    path = Path(broadcast(tempfile.mkdtemp(prefix=prefix, dir=parent) if is_main() else None))
+    try:
+        yield path
+        barrier()
+    finally:
+        if is_main():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def spread_tasks(tasks: list, run: Callable[[list], list]) -> list:
+    """`run` this rank's share of `tasks` (every world_size-th, from its rank); every rank gets all the results."""
+    if not active():
+        return run(tasks)
+    parts: list[Any] = [None] * world_size()
+    dist.all_gather_object(parts, run(tasks[rank()::world_size()]))
+    return [r for part in parts for r in part]
