@@ -76,7 +76,9 @@ def two_ranks(tmp_path_factory, model_dir):
 def test_two_ranks_match_one_process(two_ranks, case):
     torch.set_num_threads(1)
     _, one = worker.make(case).quantize()
-    assert_close_records(one, load(two_ranks[0] / f"{case}.pt"))
+    out, done = two_ranks
+    assert (out / f"{case}.pt").is_file(), done.stderr[-4000:]
+    assert_close_records(one, load(out / f"{case}.pt"))
 
 
 @pytest.mark.slow

@@ -63,6 +63,18 @@ def init_from_torchrun() -> bool:
     return active()
 
 
+@contextmanager
+def torchrun_group() -> Iterator[bool]:
+    """`init_from_torchrun` for the length of the block (yields whether 2+ ranks are active); the group this made is
+    destroyed on the way out."""
+    made = not dist.is_initialized() and init_from_torchrun()
+    try:
+        yield active()
+    finally:
+        if made:
+            dist.destroy_process_group()
+
+
 def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import io
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 
 from ar_core.errors import ArError
@@ -435,8 +437,13 @@ def run(args: argparse.Namespace) -> int:
     formats = _formats(args)
     check_gguf_mix(args, formats)
     check_rotation(args, formats)
-    paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
-    if args.eval or args.tasks:
+    from ar_algos.distributed import is_main, torchrun_group
+
+    with torchrun_group():  # under torchrun (WORLD_SIZE > 1) the ranks quantize together; rank 0 alone prints
+        main = is_main()
+        with nullcontext() if main else redirect_stdout(io.StringIO()):
+            paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
+    if (args.eval or args.tasks) and main:
         from .eval_cmd import evaluate_after_quantize
 
         evaluate_after_quantize(paths[-1], model_path(args.model), args)
