@@ -75,6 +75,19 @@ def torchrun_group() -> Iterator[bool]:
             dist.destroy_process_group()
 
 
+def collective(op: Callable, *args: Any, **kwargs: Any) -> Any:
+    """`op(*args, **kwargs)`, a torch.distributed collective; its failure (a rank died or lost its connection) becomes
+    an ArError that says how to resume."""
+    try:
+        return op(*args, **kwargs)
+    except RuntimeError as exc:
+        first = (str(exc).splitlines() or [""])[0][:300]
+        raise ArError(f"rank {rank()} of {world_size()}: another rank stopped or lost its connection during "
+                      f"{op.__name__} ({type(exc).__name__}: {first}); rank 0 keeps the finished blocks in the work "
+                      "directory (work_dir, or <output_dir>.work): run the same command again, with any number of "
+                      "ranks, to resume") from exc
+
+
 def _comm_device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
@@ -121,14 +134,14 @@ def make_shard(local_mask: torch.Tensor, total: int) -> Shard | None:
     if not active():
         return None
     parts: list[Any] = [None] * world_size()
-    dist.all_gather_object(parts, local_mask.detach().float().cpu())
+    collective(dist.all_gather_object, parts, local_mask.detach().float().cpu())
     part = local_slice(total)
     return Shard(part.start, part.stop, total, torch.cat(parts))
 
 
 def _reduce(t: torch.Tensor, op: str) -> torch.Tensor:
     buf = t.detach().to(_comm_device(), copy=True)
-    dist.all_reduce(buf, dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    collective(dist.all_reduce, buf, dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return buf.to(t.device)
 
 
@@ -143,7 +156,7 @@ def reduce_stats(stats: dict[str, torch.Tensor] | None, op: str) -> dict[str, to
     if not active() or stats is None:
         return stats
     shapes: list[Any] = [None] * world_size()
-    dist.all_gather_object(shapes, {n: (tuple(t.shape), t.dtype) for n, t in stats.items()})
+    collective(dist.all_gather_object, shapes, {n: (tuple(t.shape), t.dtype) for n, t in stats.items()})
     union = {n: s for d in shapes for n, s in d.items()}
     out = {}
     for name in sorted(union):
@@ -180,12 +193,12 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor | None:
     if not active():
         return t
     sizes = [torch.zeros(1, dtype=torch.int64, device=_comm_device()) for _ in range(world_size())]
-    dist.all_gather(sizes, torch.tensor([t.shape[0]], dtype=torch.int64, device=_comm_device()))
+    collective(dist.all_gather, sizes, torch.tensor([t.shape[0]], dtype=torch.int64, device=_comm_device()))
     top = int(max(s.item() for s in sizes))
     buf = torch.zeros((top, *t.shape[1:]), dtype=t.dtype, device=_comm_device())
     buf[:t.shape[0]] = t.detach()
     parts = [torch.empty_like(buf) for _ in sizes] if is_main() else None
-    dist.gather(buf, parts, dst=0)
+    collective(dist.gather, buf, parts, dst=0)
     if not is_main():
         return None
     return torch.cat([p[:int(s.item())] for p, s in zip(parts, sizes)]).to(t.device)
@@ -194,7 +207,7 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor | None:
 def barrier() -> None:
     """Wait for every rank (nothing when not distributed)."""
     if active():
-        dist.barrier()
+        collective(dist.barrier)
 
 
 def broadcast(value: Any) -> Any:
@@ -202,7 +215,7 @@ def broadcast(value: Any) -> Any:
     if not active():
         return value
     box = [value]
-    dist.broadcast_object_list(box, src=0)
+    collective(dist.broadcast_object_list, box, src=0)
     return box[0]
 
 
@@ -290,5 +303,5 @@ def spread_tasks(tasks: list, run: Callable[[list], list]) -> list:
     if not active():
         return run(tasks)
     parts: list[Any] = [None] * world_size()
-    dist.all_gather_object(parts, run(tasks[rank()::world_size()]))
+    collective(dist.all_gather_object, parts, run(tasks[rank()::world_size()]))
     return [r for part in parts for r in part]
