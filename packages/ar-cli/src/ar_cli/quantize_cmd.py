@@ -51,7 +51,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        usage="%(prog)s MODEL [--scheme W4A16] [--format auto_round] [--recipe default] "
                              "[--iters N] [--nsamples N] [--seqlen N] [--output_dir DIR] [more flags below]",
                        description="Quantize MODEL (a local directory, a hub id, or an embedded model such as "
-                                   "smollm2-135m) and save it in one or more formats.")
+                                   "smollm2-135m) and save it in one or more formats.",
+                       epilog="Several processes or hosts: torchrun --nproc-per-node N -m ar_cli quantize MODEL ... "
+                              "runs data-parallel (each rank tunes on 1/N of the samples; rank 0 writes; see "
+                              "docs/guide/distributed.md).")
     p.add_argument("model", nargs="?", help="model directory, hub id or embedded name (smollm2-135m, "
                                             "qwen2.5-coder-0.5b)")
     main = p.add_argument_group("main")
