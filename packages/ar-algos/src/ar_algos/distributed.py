@@ -176,16 +176,12 @@ def global_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> flo
 
 
 def sync_grads(params: list[torch.Tensor], loss: float) -> float:
-    """Sum the gradients of `params` (missing ones count as zeros) and the mini-batch `loss` over the ranks in one
-    all-reduce; every rank then holds the same gradients. Returns the summed loss."""
-    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).double() for p in params]
-                     + [torch.tensor([loss], dtype=torch.float64, device=params[0].device)])
-    flat = _reduce(flat, "sum")
-    start = 0
+    """Sum the gradients of `params` (missing ones count as zeros) and the mini-batch `loss` over the ranks, one
+    parameter at a time (no flat copy of the block's gradients); every rank then holds the same gradients. Returns
+    the summed loss."""
     for p in params:
-        p.grad = flat[start:start + p.numel()].reshape(p.shape).to(p.dtype)
-        start += p.numel()
-    return float(flat[-1])
+        p.grad = _reduce(p.grad if p.grad is not None else torch.zeros_like(p), "sum")
+    return sum_float(loss)
 
 
 def gather_rows(t: torch.Tensor) -> torch.Tensor | None:

@@ -107,7 +107,8 @@ def _index_stream(n: int, batch: int, gen: torch.Generator):
 def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dict[str, QuantScheme],
                     inputs: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
                     kwargs: Callable[[torch.Tensor], dict], mask: torch.Tensor, cfg: TuneConfig,
-                    seed: int, imatrix: dict[str, torch.Tensor] | None = None, shard: Shard | None = None) -> BlockResult:
+                    seed: int, imatrix: dict[str, torch.Tensor] | None = None,
+                    shard: Shard | None = None) -> BlockResult:
     """Tune the quantized layers of `block` (their names in `schemes`) and write their QDQ weights back.
 
     inputs: [N, L, H] what the block receives (quantized chain); target(idx): the full-precision outputs to match
