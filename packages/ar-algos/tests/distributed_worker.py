@@ -2,7 +2,8 @@
 with each case given on the command line and let rank 0 save the records to <out>/<case>.pt.
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 distributed_worker.py OUT signround opt-rtn
-    cases: signround | opt-rtn | awq | model-free:<model_dir>:<output_dir> (W4G32, shards spread over the ranks) |
+    cases: signround | opt-rtn | awq | autoscheme (opt-RTN after a 3-bit AutoScheme search) |
+           model-free:<model_dir>:<output_dir> (W4G32, shards spread over the ranks) |
            die:<work_dir> (rank 1 exits at block 1 of a checkpointed SignRound run; give it last)
 """
 
@@ -13,18 +14,21 @@ from pathlib import Path
 import torch
 
 from ar_algos import AutoRound
+from ar_algos.autoscheme import AutoScheme
 from ar_algos.distributed import init_from_torchrun, is_main, rank
 from ar_algos.model_free import quantize_model_free
 from ar_algos.records import record_state
 from ar_algos.tiny import random_samples, tiny_model
 from ar_core.registry import FORMATS
 
-KNOBS = {"signround": dict(iters=4), "opt-rtn": dict(iters=0), "awq": dict(algorithm="awq")}
+KNOBS = {"signround": dict(iters=4), "opt-rtn": dict(iters=0), "awq": dict(algorithm="awq"),
+         "autoscheme": dict(iters=0)}
 
 
 def make(case: str, work_dir=None) -> AutoRound:
     """The tiny-model run of `case` (the same on every rank and in the one-process reference)."""
-    args = dict(scheme="W3G32", dataset=random_samples(6, 8), nsamples=6, seqlen=8, batch_size=4, verbose=False,
+    scheme = AutoScheme(3.0, "W2A16G32,W4A16G32,W8A16G32", verbose=False) if case == "autoscheme" else "W3G32"
+    args = dict(scheme=scheme, dataset=random_samples(6, 8), nsamples=6, seqlen=8, batch_size=4, verbose=False,
                 quant_lm_head=case != "awq", work_dir=work_dir, **KNOBS[case])
     return AutoRound(tiny_model("llama", num_hidden_layers=3), **args)
 

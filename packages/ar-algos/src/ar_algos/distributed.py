@@ -8,7 +8,7 @@ code paths are those of one process. Rank 0 alone writes checkpoints and outputs
 
 Equal to one process with the same global batch up to the order of float summation: a micro-batch's squared error
 is summed per rank and then across ranks, instead of in one sum, so results agree to float rounding (a sign step on
-a gradient element that is ~0 may differ), not bit for bit.
+a gradient element that is ~0 may differ), not guaranteed bit for bit.
 """
 
 from __future__ import annotations
@@ -163,6 +163,19 @@ def reduce_stats(stats: dict[str, torch.Tensor] | None, op: str) -> dict[str, to
         shape, dtype = union[name]
         mine = stats.get(name)
         out[name] = _reduce(mine if mine is not None else torch.zeros(shape, dtype=dtype), op)
+    return out
+
+
+def sum_scores(scores: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per-name lists of floats (AutoScheme's layer scores) summed over the ranks, in float64."""
+    if not active():
+        return scores
+    names = sorted(scores)
+    flat = _reduce(torch.tensor([x for n in names for x in scores[n]], dtype=torch.float64), "sum").tolist()
+    out, start = {}, 0
+    for n in names:
+        out[n] = flat[start:start + len(scores[n])]
+        start += len(scores[n])
     return out
 
 
