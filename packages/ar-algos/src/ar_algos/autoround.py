@@ -24,6 +24,7 @@ from .capture import ready_samples
 from .checkpoint import WorkDir, check_work_dir
 from .config import make_config
 from .consumer_check import check_consumers
+from .distributed import active, broadcast, check_samples, is_main, on_main, open_work
 from .driver import Job, block_groups, quantize_blocks
 from .fingerprint import digest, model_digest, source_files_digest
 from .moe import unfuse_experts
@@ -274,11 +275,15 @@ class AutoRound:
         if needs_data(self.rotation) and self.rotation_config is None:
             self._rotate(samples)
         schemes = {n: e.scheme for n, e in self.plan.entries.items() if e.scheme.is_quantized}
+        check_samples(len(samples) if samples else 0)
+        if active() and self.cfg.awq_clip:  # its token subsample would differ from one process's
+            raise field_error(ArError, "awq_clip", True, "False when running distributed (torchrun)")
         path = work_dir or self.work_dir
-        work = WorkDir(path, self._fingerprint(samples), self.resume, self._lock) \
+        fingerprint = self._fingerprint(samples)
+        work = open_work(lambda: WorkDir(path, fingerprint, self.resume, self._lock)) \
             if path and self._checkpointed() else None
         self._work = work
-        progress = Progress(len(block_groups(self.block_names, self.cfg.nblocks)), enabled=self.verbose)
+        progress = Progress(len(block_groups(self.block_names, self.cfg.nblocks)), enabled=self.verbose and is_main())
         if work is not None:
             progress.note(f"checkpoints in {work.path} (resume fingerprint: "
                           f"{'every weight hashed' if work.fingerprint['model_hash'] == 'full' else 'weights sampled'}"
@@ -382,7 +387,7 @@ class AutoRound:
         if path is not None:
             return None, [path]
         work_dir = self.work_dir or Path(str(Path(output_dir)).rstrip("/") + ".work")
-        if self.records is None and self._checkpointed():
+        if self.records is None and self._checkpointed() and is_main():  # rank 0 holds the lock for every rank
             check_work_dir(work_dir)
             self._lock = WorkLock.acquire(work_dir)  # a second run into the same folder stops here, before loading
         try:
@@ -395,9 +400,10 @@ class AutoRound:
                 check_space(self.model, schemes, output_dir, len(names), work_dir if self._lock else None)
             self._formats(names, unloadable)
             self.quantize(work_dir)
-            paths = self.save_quantized(output_dir, names, overwrite=overwrite, unloadable=unloadable)
+            paths = broadcast(on_main(lambda: self.save_quantized(output_dir, names, overwrite=overwrite,
+                                                                  unloadable=unloadable)))  # the others wait
             if self._work is not None:
-                self._work.remove()
+                on_main(self._work.remove)
         finally:
             if self._lock is not None:
                 self._lock.release(cleanup=self._work is None)

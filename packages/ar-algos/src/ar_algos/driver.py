@@ -24,10 +24,11 @@ from .awq import awq_block
 from .capture import BlockGroup, BlockInputs, capture_block_inputs, capture_head_inputs, forward_all, kwargs_to
 from .checkpoint import WorkDir
 from .config import TuneConfig
+from .distributed import Shard, global_mse, local_rows, make_shard, reduce_stats, save_block
 from .placement import DeviceMap, module_device, placed
 from .progress import Progress, fmt_loss
 from .rtn import collect_imatrix, rtn_layers
-from .signround import BlockResult, masked_mse, signround_block
+from .signround import BlockResult, signround_block
 
 
 @dataclass
@@ -91,34 +92,36 @@ def quantize_blocks(job: Job, work: WorkDir | None, progress: Progress) -> dict[
     if start:
         progress.note(f"resuming at block {start + 1}/{len(groups)} from {work.path}" if start < len(groups) else
                       f"all {len(groups)} blocks are done in {work.path}; resuming with the layers outside them")
-    inputs, q, fp = None, None, None
+    inputs, q, fp, shard = None, None, None, None
     if cfg.calibrated or any_needs_act_max(job.schemes):
-        inputs = capture_block_inputs(model, job.block_names, job.samples)
+        inputs = capture_block_inputs(model, job.block_names, local_rows(job.samples))
+        shard = make_shard(inputs.mask, len(job.samples))
         cache_dev = "cpu" if cfg.low_gpu_mem_usage else dmap.main
         inputs = inputs.to(cache_dev)
         inputs = inputs.grouped(cfg.nblocks) if grouped else inputs
         q = fp = inputs.hidden
         if start:
             chain = work.load_chain()
-            q, fp = chain["q"].to(cache_dev), chain["fp"].to(cache_dev)
+            q, fp = local_rows(chain["q"]).to(cache_dev), local_rows(chain["fp"]).to(cache_dev)
     for i in range(start, len(groups)):
         tick = time.perf_counter()
         unit, full = _unit(model, groups[i], grouped)
         local = {n: job.schemes[f] for n, f in full.items() if f in job.schemes}
         with placed(unit, dmap, full):
-            result, q, fp = _quantize_block(unit, i, local, inputs, q, fp, cfg)
+            result, q, fp = _quantize_block(unit, i, local, inputs, q, fp, cfg, shard)
         block_records = {full[n]: r for n, r in result.records.items()}
         records.update(block_records)
         if work:
-            work.save_block(i, block_records, {"q": q, "fp": fp} if q is not None else {})
+            save_block(work, i, block_records, {"q": q, "fp": fp} if q is not None else {})
         progress.block(i, time.perf_counter() - tick, result.loss_before, result.loss_after)
-    records.update(_quantize_outside(job, inputs, q, progress))
+    records.update(_quantize_outside(job, inputs, q, progress, shard))
     return records
 
 
 def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme], inputs: BlockInputs | None,
-                    q: torch.Tensor | None, fp: torch.Tensor | None, cfg: TuneConfig):
-    """Quantize one block; returns (result, next q input, next fp input)."""
+                    q: torch.Tensor | None, fp: torch.Tensor | None, cfg: TuneConfig, shard: Shard | None = None):
+    """Quantize one block; returns (result, next q input, next fp input). `shard`: this rank's samples when
+    distributed (statistics and losses are then combined over the ranks)."""
     layers = find_linears(block)
     if inputs is None:  # zero-shot RTN
         return BlockResult(rtn_layers(layers, schemes)), None, None
@@ -131,20 +134,23 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
         stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.algorithm == "opt-rtn" else nullcontext()
         with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
             fp_of_q = forward_all(block, inputs, index, q, bs)
+        imatrix, act_max = reduce_stats(imatrix, "sum"), reduce_stats(act_max, "max")
         result = BlockResult(rtn_layers(layers, schemes, imatrix))
         attach_act_max(result.records, act_max)
         if not cfg.enable_quanted_input:
             return result, fp_of_q, fp_of_q
         q_next = forward_all(block, inputs, index, q, bs)
-        result.loss_after = masked_mse(q_next, fp_of_q, inputs.mask).item()
+        result.loss_after = global_mse(q_next, fp_of_q, inputs.mask)
         return result, q_next, q_next
     stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.start_from_opt_rtn else nullcontext()
     with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
         fp_out = forward_all(block, inputs, index, fp, bs)
+    imatrix, act_max = reduce_stats(imatrix, "sum"), reduce_stats(act_max, "max")
     source = q if cfg.enable_quanted_input else fp
     result = signround_block(block, layers, schemes, source, lambda idx: fp_out[idx],
                              lambda idx: inputs.kwargs(index, idx), inputs.mask, cfg, seed=cfg.seed + index,
-                             imatrix=imatrix, keep_outputs=cfg.enable_quanted_input)
+                             imatrix=imatrix, keep_outputs=cfg.enable_quanted_input,
+                             shard=shard)
     attach_act_max(result.records, act_max)
     if not cfg.enable_quanted_input:
         return result, fp_out, fp_out
@@ -154,7 +160,7 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
 
 
 def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | None,
-                      progress: Progress) -> dict[str, QuantizedTensor]:
+                      progress: Progress, shard: Shard | None = None) -> dict[str, QuantizedTensor]:
     """Quantize the layers outside the blocks (the LM head with data; anything else with RTN)."""
     outside = {n: s for n, s in job.schemes.items() if not any(n.startswith(b + ".") for b in job.block_names)}
     records: dict[str, QuantizedTensor] = {}
@@ -174,13 +180,13 @@ def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | No
     if inputs is None or (cfg.algorithm == "rtn" and not needs_act_max(head_scheme)):
         result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
     else:
-        x = capture_head_inputs(model, job.block_names, job.lm_head, q, job.samples)
+        x = capture_head_inputs(model, job.block_names, job.lm_head, q, local_rows(job.samples))
         x = x.to(inputs.hidden.device)
         if cfg.algorithm == "rtn":
             result = BlockResult(rtn_layers({"": head}, {"": head_scheme}))
         else:
-            result = _quantize_head(head, head_scheme, x, inputs.mask, cfg)
-        attach_act_max(result.records, {"": x.abs().max().float().cpu()})
+            result = _quantize_head(head, head_scheme, x, inputs.mask, cfg, shard)
+        attach_act_max(result.records, reduce_stats({"": x.abs().max().float().cpu()}, "max"))
     head.to(home)
     records.update(_prefixed(result.records, job.lm_head))
     progress.note(f"{job.lm_head}  loss {fmt_loss(result.loss_before)} -> {fmt_loss(result.loss_after)}  "
@@ -189,13 +195,13 @@ def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | No
 
 
 def _quantize_head(head: nn.Module, scheme: QuantScheme, x: torch.Tensor, mask: torch.Tensor,
-                   cfg: TuneConfig) -> BlockResult:
+                   cfg: TuneConfig, shard: Shard | None = None) -> BlockResult:
     """Opt-RTN or SignRound of the LM head on its inputs `x` ([N, L, H]); batch 1 with accumulation (logits are big)."""
     if cfg.algorithm == "opt-rtn":
         with collect_imatrix({"": head}) as imatrix, torch.no_grad():
             for s in range(x.shape[0]):
                 head(x[s:s + 1].to(head.weight.device))
-        return BlockResult(rtn_layers({"": head}, {"": scheme}, imatrix))
+        return BlockResult(rtn_layers({"": head}, {"": scheme}, reduce_stats(imatrix, "sum")))
     w0 = weight_of(head).detach().clone()
 
     def target(idx):
@@ -204,7 +210,7 @@ def _quantize_head(head: nn.Module, scheme: QuantScheme, x: torch.Tensor, mask: 
 
     head_cfg = replace(cfg, batch_size=1, gradient_accumulate_steps=cfg.batch_size * cfg.gradient_accumulate_steps)
     return signround_block(head, {"": head}, {"": scheme}, x, target, lambda idx: {}, mask, head_cfg,
-                           seed=cfg.seed + 100_003)
+                           seed=cfg.seed + 100_003, shard=shard)
 
 
 def untie_head(model: nn.Module, lm_head: str | None, schemes: dict[str, QuantScheme]) -> None:

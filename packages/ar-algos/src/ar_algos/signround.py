@@ -27,6 +27,7 @@ from ar_core.scheme import QuantScheme
 from .blocks import as_stored, weight_key, weight_of, write_weight
 from .capture import kwargs_to
 from .config import TuneConfig
+from .distributed import Shard, sum_float, sync_grads
 from .placement import module_device
 from .records import record_to_cpu
 
@@ -106,11 +107,13 @@ class BlockResult:
     outputs: torch.Tensor | None = None  # the block's outputs on every sample with the written weights (when kept)
 
 
-def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the tokens with mask 1 (pred/ref [B, L, H], mask [B, L]), in float32."""
+def masked_mse(pred: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor, tokens: float | None = None) -> torch.Tensor:
+    """Mean squared error over the tokens with mask 1 (pred/ref [B, L, H], mask [B, L]), in float32; `tokens`: the
+    denominator's token count when the batch is split over ranks (default: mask's sum)."""
     m = mask.to(pred.device, torch.float32).unsqueeze(-1)
     diff = (pred.float() - ref.float()) * m
-    return diff.pow(2).sum() / (m.sum() * pred.shape[-1]).clamp(min=1)
+    count = m.sum() if tokens is None else torch.tensor(tokens, device=pred.device)
+    return diff.pow(2).sum() / (count * pred.shape[-1]).clamp(min=1)
 
 
 def _make_layer(layer: nn.Module, key: str, scheme: QuantScheme, minmax: bool, searched: bool,
@@ -145,7 +148,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
                     inputs: torch.Tensor, target: Callable[[torch.Tensor], torch.Tensor],
                     kwargs: Callable[[torch.Tensor], dict], mask: torch.Tensor, cfg: TuneConfig,
                     seed: int, imatrix: dict[str, torch.Tensor] | None = None,
-                    keep_outputs: bool = False) -> BlockResult:
+                    keep_outputs: bool = False, shard: Shard | None = None) -> BlockResult:
     """Tune the quantized layers of `block` (their names in `schemes`) and write their QDQ weights back.
 
     inputs: [N, L, H] what the block receives (quantized chain); target(idx): the full-precision outputs to match
@@ -153,6 +156,8 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     imatrix: per-layer input-channel energy that weights the optimized-RTN start (cfg.start_from_opt_rtn);
     keep_outputs: return the block's outputs on `inputs` (BlockResult.outputs) when the candidates' evaluation
     already computes them (at most EVAL_SAMPLES samples), so the caller need not run the block again.
+    shard: the global samples this rank holds (`ar_algos.distributed`): indices are then global, inputs / target /
+    kwargs / mask local, and losses and gradients are summed over the ranks (outputs are then never kept).
     """
     dev = module_device(block)
     imatrix = imatrix or {}
@@ -171,11 +176,14 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         return out[0] if isinstance(out, (tuple, list)) else out
 
     def loss_on(idx: torch.Tensor) -> torch.Tensor:
-        return masked_mse(output_on(idx, True), target(idx).to(dev), mask[idx])
+        tokens, idx = (shard.tokens(idx), shard.local(idx)) if shard else (None, idx)
+        if len(idx) == 0:  # none of these samples is on this rank
+            return torch.zeros((), device=dev, requires_grad=True)
+        return masked_mse(output_on(idx, True), target(idx).to(dev), mask[idx], tokens)
 
-    n = inputs.shape[0]
+    n = shard.total if shard else inputs.shape[0]
     eval_idx = torch.arange(min(n, EVAL_SAMPLES))
-    keep = keep_outputs and n <= EVAL_SAMPLES
+    keep = keep_outputs and shard is None and n <= EVAL_SAMPLES
 
     def evaluate() -> tuple[float, torch.Tensor | None]:
         """(loss on the fixed set, the outputs on every sample when kept), in the model's dtype (no autocast)."""
@@ -183,11 +191,14 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
         with torch.no_grad():
             for s in range(0, len(eval_idx), cfg.batch_size):
                 idx = eval_idx[s:s + cfg.batch_size]
-                out = output_on(idx, False)
-                total += masked_mse(out, target(idx).to(dev), mask[idx]).item() * len(idx)
+                tokens, local = (shard.tokens(idx), shard.local(idx)) if shard else (None, idx)
+                if len(local) == 0:  # none of these samples is on this rank
+                    continue
+                out = output_on(local, False)
+                total += masked_mse(out, target(local).to(dev), mask[local], tokens).item() * len(idx)
                 if keep:
                     outs.append(out.to(inputs.device))
-        return total / len(eval_idx), torch.cat(outs) if keep else None
+        return sum_float(total) / len(eval_idx), torch.cat(outs) if keep else None
 
     def snapshot() -> list[torch.Tensor]:
         return [p.detach().clone() for t in tuned.values() for p in t.params()]
@@ -203,7 +214,7 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     try:
         start = snapshot()
         loss_before, out_before = evaluate()
-        best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot)
+        best_state, last = _tune(tuned, cfg, n, seed, loss_on, snapshot, shard is not None)
         # candidates ranked by (loss, preference): the final iterate, the best mini-batch iterate, the start; the
         # best iterate is evaluated only when it is neither of the others; only the leader's outputs are kept
         chosen = (*evaluate(), 0, last)
@@ -227,8 +238,9 @@ def signround_block(block: nn.Module, layers: dict[str, nn.Module], schemes: dic
     return BlockResult(records, loss_before, loss_after, outputs)
 
 
-def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot):
-    """The optimisation loop; returns (the state of the best mini-batch loss, the final state)."""
+def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on, snapshot, sync: bool = False):
+    """The optimisation loop; returns (the state of the best mini-batch loss, the final state). `sync`: sum
+    gradients and losses over the ranks before each step."""
     groups: dict[float, list[torch.Tensor]] = {}
     for t in tuned.values():
         groups.setdefault(cfg.layer_lr(t.scheme.bits), []).append(t.v)
@@ -250,6 +262,8 @@ def _tune(tuned: dict[str, _Layer], cfg: TuneConfig, n: int, seed: int, loss_on,
             loss = loss_on(micro) * (len(micro) / global_batch)
             (loss * LOSS_SCALE).backward()
             total += loss.item()
+        if sync:
+            total = sync_grads([p for t in tuned.values() for p in t.params()], total)
         if total < best_loss:
             best_loss, best_state, best_iter = total, snapshot(), it
         elif cfg.dynamic_max_gap > 0 and it - best_iter >= cfg.dynamic_max_gap:

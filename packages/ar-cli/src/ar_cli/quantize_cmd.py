@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import io
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 
 from ar_core.errors import ArError
@@ -50,7 +52,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        usage="%(prog)s MODEL [--scheme W4A16] [--format auto_round] [--recipe default] "
                              "[--iters N] [--nsamples N] [--seqlen N] [--output_dir DIR] [more flags below]",
                        description="Quantize MODEL (a local directory, a hub id, or an embedded model such as "
-                                   "smollm2-135m) and save it in one or more formats.")
+                                   "smollm2-135m) and save it in one or more formats.",
+                       epilog="Several processes or hosts: torchrun --nproc-per-node N -m ar_cli quantize MODEL ... "
+                              "runs data-parallel (each rank tunes on 1/N of the samples; rank 0 writes; see "
+                              "docs/guide/distributed.md).")
     p.add_argument("model", nargs="?", help="model directory, hub id or embedded name (smollm2-135m, "
                                             "qwen2.5-coder-0.5b)")
     main = p.add_argument_group("main")
@@ -445,8 +450,13 @@ def run(args: argparse.Namespace) -> int:
         scheme = build_scheme(args, formats)
         quantize_pipeline(args, formats, scheme, Path(args.output_dir) / output_name(args.model, scheme))
         return 0
-    paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
-    if args.eval or args.tasks:
+    from ar_algos.distributed import is_main, torchrun_group
+
+    with torchrun_group():  # under torchrun (WORLD_SIZE > 1) the ranks quantize together; rank 0 alone prints
+        main = is_main()
+        with nullcontext() if main else redirect_stdout(io.StringIO()):
+            paths = _model_free(args, formats, user_set) if args.model_free else _quantize(args, formats, user_set)
+    if (args.eval or args.tasks) and main:
         from .eval_cmd import evaluate_after_quantize
 
         evaluate_after_quantize(paths[-1], model_path(args.model), args)

@@ -22,6 +22,7 @@ from ar_core.quant import fake_quantize
 from ar_core.scheme import QuantScheme
 
 from ..blocks import as_stored, weight_of
+from ..distributed import rank, sum_scores, world_size
 
 LOGIT_CHUNK = 128  # tokens whose logits exist at once
 
@@ -99,6 +100,7 @@ def layer_scores(model: nn.Module, layers: dict[str, nn.Module], options: dict[s
     """Per layer, per option: sum over batches of sum(|dL/dW * (Q(W) - W)|); None options (16-bit) score 0.
 
     options[name] lists, for each candidate, the scheme that layer would really get (after shape rules).
+    Under torchrun each rank scores every world_size-th batch and the scores are summed over the ranks.
     """
     scores = {n: [0.0] * len(options[n]) for n in layers}
     device = next(model.parameters()).device
@@ -119,7 +121,7 @@ def layer_scores(model: nn.Module, layers: dict[str, nn.Module], options: dict[s
         for name, layer in layers.items():
             handles.append(layer.weight.register_post_accumulate_grad_hook(hook_for(name, layer)))
         try:
-            for i in range(0, len(samples), batch_size):
+            for i in range(0, len(samples), batch_size)[rank()::world_size()]:
                 batch = samples[i:i + batch_size]
                 ids = torch.cat([s["input_ids"] for s in batch]).to(device)
                 mask = torch.cat([s["attention_mask"] for s in batch]).to(device)
@@ -127,4 +129,4 @@ def layer_scores(model: nn.Module, layers: dict[str, nn.Module], options: dict[s
         finally:
             for h in handles:
                 h.remove()
-    return scores
+    return sum_scores(scores)

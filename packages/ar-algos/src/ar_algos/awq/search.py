@@ -14,6 +14,7 @@ from ar_core.scheme import QuantScheme
 
 from ..blocks import get_module
 from ..capture import run_block
+from ..distributed import reduce_stats, sum_float
 from .clip import clip_block
 from .mappings import AwqMapping, find_mappings
 
@@ -109,7 +110,7 @@ def _replay_loss(parent: nn.Module, calls: list) -> float:
                 diff = diff * mask.to(diff)[..., None]
             total += diff.sum().item()
             count += float(mask.sum()) * ref.shape[-1] if mask is not None else ref.numel()
-    return total / max(count, 1)
+    return sum_float(total) / max(sum_float(count), 1)
 
 
 def _search(block: nn.Module, m: AwqMapping, rec: _Recorder, schemes: dict[str, QuantScheme],
@@ -120,7 +121,8 @@ def _search(block: nn.Module, m: AwqMapping, rec: _Recorder, schemes: dict[str, 
     originals = {b: l.weight.detach().clone() for b, l in layers.items()}
     quantized = [b for b in m.balance if b in schemes and schemes[b].is_quantized]
     gs = schemes[quantized[0]].effective_group_size(layers[quantized[0]].in_features)
-    x_mean = (rec.abs_sum / max(rec.count, 1)).to(originals[m.balance[0]].device)
+    abs_sum = reduce_stats({"": rec.abs_sum}, "sum")[""]  # over the ranks' samples when distributed
+    x_mean = (abs_sum / max(sum_float(rec.count), 1)).to(originals[m.balance[0]].device)
     w_mean = _weight_mean(list(originals.values()), gs)
     best, best_loss = torch.ones_like(x_mean), float("inf")
     try:

@@ -13,7 +13,6 @@ planner knows, this process never imports transformers, and it never holds a who
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +21,13 @@ from typing import Any
 import torch
 
 from ar_core.errors import ArError, SchemeError, field_error
-from ar_core.io import atomic_output_dir
 from ar_core.layer_config import Plan, resolve_plan
 from ar_core.presets import parse_scheme
 from ar_core.registry import FORMATS
 from ar_core.scheme import QuantScheme
 
 from ..config import make_config
+from ..distributed import main_output_dir, shared_tempdir, spread_tasks
 from ..preflight import plan_notes
 from ..run_info import run_info
 from .context import ShapeContext
@@ -157,15 +156,16 @@ def quantize_model_free(model_dir: str | Path, output_dir: str | Path, scheme: A
     ctx.dtype = writer.save_dtype(ctx.quantized) or _model_dtype(ckpt, layout)
     out_parent = Path(output_dir).absolute().parent
     out_parent.mkdir(parents=True, exist_ok=True)
-    with atomic_output_dir(output_dir, overwrite=overwrite) as out, \
-            tempfile.TemporaryDirectory(prefix=".model-free-parts-", dir=out_parent) as parts:
+    # under torchrun the ranks share the shards (a folder all of them see) and rank 0 alone writes the output
+    with main_output_dir(output_dir, overwrite) as out, shared_tempdir(".model-free-parts-", out_parent) as parts:
         tasks = _tasks(ckpt, layout, plan, writer, ctx.dtype, Path(parts), describe_layers(layers), workers)
-        results = {r.target: r for r in run_tasks(tasks, workers)}
+        results = {r.target: r for r in spread_tasks(tasks, lambda mine: run_tasks(mine, workers))}
         target = {key: task.target for task in tasks for key in task.keys}
         stored = {n: results[target[key]].stored[n] for key in layout.order for n in results[target[key]].outputs[key]}
-        out_peak = write_tensors(stored, out, max_shard_size)
-        writer.write_config(config, writer.quant_config(ctx), ctx, out)
-        copy_side_files(ckpt.path, out)
+        out_peak = 0 if out is None else write_tensors(stored, out, max_shard_size)
+        if out is not None:
+            writer.write_config(config, writer.quant_config(ctx), ctx, out)
+            copy_side_files(ckpt.path, out)
     return ModelFreeResult(Path(output_dir), plan, time.perf_counter() - start,
                            max(r.peak_bytes for r in results.values()), out_peak,
                            max(ckpt.shard_bytes(s) for s in ckpt.shards))
