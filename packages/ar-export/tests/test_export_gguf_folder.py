@@ -74,6 +74,9 @@ def test_command_writes_the_file_and_names_bad_input(tmp_path, capsys):
     assert gguf.GGUFReader(tmp_path / "m.gguf").fields["general.file_type"].contents() == 7  # MOSTLY_Q8_0
     assert main([str(tmp_path), str(tmp_path / "n.gguf")]) == 2
     assert "no .safetensors files" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "ar_export.gguf", str(folder), str(tmp_path / "p.gguf"), "--mix",
+                           "q8_0"], capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "p.gguf").read_bytes() == (tmp_path / "m.gguf").read_bytes()
 
 
 def test_unsupported_packing_and_missing_tokenizer_are_named(tmp_path):
