@@ -74,9 +74,12 @@ def test_command_writes_the_file_and_names_bad_input(tmp_path, capsys):
     assert gguf.GGUFReader(tmp_path / "m.gguf").fields["general.file_type"].contents() == 7  # MOSTLY_Q8_0
     assert main([str(tmp_path), str(tmp_path / "n.gguf")]) == 2
     assert "no .safetensors files" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "ar_export.gguf", str(folder), str(tmp_path / "p.gguf"), "--mix",
+                           "q8_0"], capture_output=True, text=True)
+    assert done.returncode == 0 and (tmp_path / "p.gguf").read_bytes() == (tmp_path / "m.gguf").read_bytes()
 
 
-def test_unsupported_packing_and_missing_tokenizer_json_are_named(tmp_path):
+def test_unsupported_packing_and_missing_tokenizer_are_named(tmp_path):
     folder = saved(tmp_path, "auto_round", "W4A16")
     config = json.loads((folder / "config.json").read_text())
     config["quantization_config"]["packing_format"] = "auto_round:auto_awq"
@@ -85,6 +88,24 @@ def test_unsupported_packing_and_missing_tokenizer_json_are_named(tmp_path):
         convert_folder(folder, tmp_path / "a.gguf")
     plain = save_tiny_model(tmp_path / "plain")
     (plain / "tokenizer.json").unlink()
-    (plain / "tokenizer.model").write_bytes(io.BytesIO(b"x").getvalue())
-    with pytest.raises(CheckpointError, match="tokenizer.model only"):
+    with pytest.raises(CheckpointError, match="no tokenizer.json or tokenizer.model"):
         convert_folder(plain, tmp_path / "b.gguf")
+
+
+def test_a_sentencepiece_tokenizer_model_alone_gives_the_llama_vocabulary(tmp_path):
+    spm = pytest.importorskip("sentencepiece")
+    plain = save_tiny_model(tmp_path / "spm")
+    (plain / "tokenizer.json").unlink()
+    lines = [f"The quick brown fox jumps over the lazy dog number {i}." for i in range(200)]
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(lines), model_writer=buf, vocab_size=300,
+                                   model_type="bpe", byte_fallback=True, minloglevel=2)
+    (plain / "tokenizer.model").write_bytes(buf.getvalue())
+    (plain / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": True, "bos_token": "<s>"}))
+    reader = gguf.GGUFReader(convert_folder(plain, tmp_path / "spm.gguf", "q8_0"))
+    pieces = spm.SentencePieceProcessor(model_proto=buf.getvalue())
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    assert reader.fields["tokenizer.ggml.model"].contents() == "llama" and len(tokens.data) == 384
+    assert tokens.contents()[:300] == [pieces.IdToPiece(i) for i in range(300)]
+    assert reader.fields["tokenizer.ggml.bos_token_id"].contents() == pieces.bos_id()
+    assert reader.fields["tokenizer.ggml.add_bos_token"].contents() is True

@@ -22,7 +22,7 @@ from ar_core.errors import ArError, CheckpointError
 from ar_core.qtensor import QuantizedTensor
 
 from .stored import layer_record, layer_scheme, split_layers, zero_offset
-from .vocab import FolderTokenizer
+from .vocab import folder_tokenizer
 from .writer import record_type, write_gguf
 
 
@@ -90,7 +90,8 @@ def gguf_records(records: dict[str, QuantizedTensor]) -> dict[str, QuantizedTens
 
 def convert_folder(folder: str | os.PathLike, out_path: str | os.PathLike, mix: str = "q4_k_m",
                    imatrix: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write the checkpoint in `folder` (config.json, safetensors, tokenizer.json) as one GGUF file at `out_path`
-    with `mix`'s per-tensor types; returns the path. Needs only ar-export[gguf] (gguf, tokenizers)."""
+    """Write the checkpoint in `folder` (config.json, safetensors, tokenizer.json or tokenizer.model) as one GGUF
+    file at `out_path` with `mix`'s per-tensor types; returns the path. Needs only ar-export[gguf] (gguf,
+    tokenizers, sentencepiece)."""
     model, records = read_folder(folder)
-    return write_gguf(model, FolderTokenizer(folder), out_path, mix, gguf_records(records), imatrix)
+    return write_gguf(model, folder_tokenizer(folder), out_path, mix, gguf_records(records), imatrix)

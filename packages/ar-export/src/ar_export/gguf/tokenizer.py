@@ -37,7 +37,11 @@ def _merges(model: dict) -> list[str]:
 
 
 def write_tokenizer(w: gguf.GGUFWriter, tokenizer, vocab_size: int, model_type: str) -> None:
-    """Write tokens, scores, types, merges, special ids and the chat template for `tokenizer`."""
+    """Write tokens, scores, types, merges, special ids and the chat template for `tokenizer` (a fast tokenizer, or
+    an object with its own `write_vocab(w, vocab_size)` such as ar_export.gguf.vocab.SentencePieceFolder)."""
+    if hasattr(tokenizer, "write_vocab"):
+        tokenizer.write_vocab(w, vocab_size)
+        return
     spec = _backend_json(tokenizer)
     model = spec["model"]
     vocab = tokenizer.get_vocab()
