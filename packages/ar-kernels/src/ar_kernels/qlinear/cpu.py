@@ -24,13 +24,17 @@ from .base import QuantLinear, group_length, per_row_groups
 from .gptq import GPTQLinear
 
 BITS = (2, 3, 4, 8)
-_ROW_BLOCK = 64  # the int4 layout's row block: dequantized chunks start on it
 _CHUNK_ELEMENTS = 1 << 18  # weight elements dequantized per step (1 MiB of float32)
+
+
+def kernel_refusal(scheme, in_features: int, out_features: int) -> str | None:
+    """Why the int4 kernel cannot run the layer (None when it can)."""
+    return int4pack.refusal(scheme.bits, group_length(scheme, in_features), in_features, out_features)
 
 
 def kernel_path(scheme, in_features: int, out_features: int) -> str:
     """Which path CPUIntLinear runs for a layer: the int4 kernel, or vectorised unpack and why."""
-    why = int4pack.refusal(scheme.bits, group_length(scheme, in_features), in_features, out_features)
+    why = kernel_refusal(scheme, in_features, out_features)
     if why is None:
         return "int4 kernel (aten._weight_int4pack_mm_for_cpu, bf16 compute; fp32 input: dequantize + matmul)"
     return f"vectorised unpack + matmul: {why}"
@@ -64,7 +68,7 @@ class CPUIntLinear(QuantLinear):
         _check_scheme(scheme)
         self.group = group_length(scheme, in_features)
         self.path = kernel_path(scheme, in_features, out_features)
-        self.uses_kernel = self.path.startswith("int4 kernel")
+        self.uses_kernel = kernel_refusal(scheme, in_features, out_features) is None
         self.register_buffer("perm", perm)
         if self.uses_kernel:
             self.register_buffer("weight_int4", int4pack.repack(codes))
@@ -103,9 +107,13 @@ class CPUIntLinear(QuantLinear):
         w.mul_(self.row_scales[start:stop].unsqueeze(-1)).add_(self.row_offsets[start:stop].unsqueeze(-1))
         return w.view(rows, groups * g)[:, :k].t().unsqueeze(0)
 
+    def _stored_weight(self) -> torch.Tensor:
+        """float32 [N, K] in stored input order."""
+        return torch.cat([self._stored_rows_t(a, b).transpose(1, 2).reshape(b - a, self.in_features)
+                          for a, b in self._row_ranges()])
+
     def dequantize_weight(self) -> torch.Tensor:
-        w = torch.cat([self._stored_rows_t(a, b).transpose(1, 2).reshape(b - a, self.in_features)
-                       for a, b in self._row_ranges()])
+        w = self._stored_weight()
         if self.perm is None:
             return w
         out = torch.empty_like(w)
@@ -118,9 +126,7 @@ class CPUIntLinear(QuantLinear):
         if self.cache_weight:
             w = self._dense.get(x.dtype)
             if w is None:
-                w = self._dense[x.dtype] = self.dequantize_weight().to(x.dtype)
-                if self.perm is not None:
-                    w = self._dense[x.dtype] = w[:, self.perm].contiguous()
+                w = self._dense[x.dtype] = self._stored_weight().to(x.dtype)
             return x @ w.t()
         x32 = x.float()
         y = x.new_empty(x.shape[0], self.out_features)
