@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seqlen", type=int, default=512)
     p.add_argument("--batch_size", type=int, default=8)
     p.add_argument("--amp", action="store_true", help="let both systems use bf16 autocast (default: fp32 throughout)")
+    p.add_argument("--blocks", type=int, default=None, help="quantize only the first N decoder blocks "
+                   "(model.layers.0..N-1) in both systems; the rest of the model stays 16-bit")
     p.add_argument("--dtype", default="float32", help="dtype the model is loaded in for quantization")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=2, help="torch threads in each child")
@@ -78,13 +80,22 @@ def calibration(tokenizer, args: argparse.Namespace) -> list[dict]:
     return get_calibration_data(tokenizer, "wiki", nsamples=args.nsamples, seqlen=args.seqlen, seed=args.seed)
 
 
+def block_subset(args: argparse.Namespace, nested: bool = False) -> dict:
+    """`to_quant_block_names` for --blocks (the reference takes a list of block lists: `nested`), or nothing."""
+    if args.blocks is None:
+        return {}
+    names = [f"model.layers.{i}" for i in range(args.blocks)]
+    return {"to_quant_block_names": [names] if nested else names}
+
+
 def run_ours(model, tokenizer, samples: list[dict], args: argparse.Namespace, out: Path) -> None:
     """Quantize with ar_algos.AutoRound and save in the auto_round format."""
     from ar_algos import AutoRound
 
     ar = AutoRound(model, tokenizer=tokenizer, scheme=args.scheme, bits=args.bits, group_size=args.group_size,
                    samples=samples, iters=args.iters, nsamples=args.nsamples, seqlen=args.seqlen,
-                   batch_size=args.batch_size, amp=args.amp, seed=args.seed, device="cpu", verbose=os.environ.get("AR_BENCH_VERBOSE") == "1")
+                   batch_size=args.batch_size, amp=args.amp, seed=args.seed, device="cpu",
+                   verbose=os.environ.get("AR_BENCH_VERBOSE") == "1", **block_subset(args))
     ar.quantize_and_save(out, format="auto_round")
 
 
@@ -92,7 +103,7 @@ def run_reference(model, tokenizer, samples: list[dict], args: argparse.Namespac
     """Quantize with the reference auto-round (CPU, no torch.compile) and save in its auto_round format."""
     from auto_round import AutoRound
 
-    kw = {} if args.bits is None else {"bits": args.bits}
+    kw = {**block_subset(args, nested=True), **({} if args.bits is None else {"bits": args.bits})}
     ar = AutoRound(model, tokenizer, scheme=args.scheme, group_size=args.group_size, dataset=[
         s["input_ids"] for s in samples], iters=args.iters, nsamples=args.nsamples, seqlen=args.seqlen,
         batch_size=args.batch_size, amp=args.amp, seed=args.seed, device_map="cpu", enable_torch_compile=False, **kw)
@@ -159,7 +170,8 @@ def table(results: dict[str, dict], args: argparse.Namespace) -> str:
                     f"{r['process_seconds']:.0f} | {r['peak_rss_mb']:.0f} |")
     knobs = (f"{args.model}, {args.scheme} g{args.group_size}{f' bits {args.bits}' if args.bits else ''}, iters "
              f"{args.iters}, nsamples {first['samples']}x{args.seqlen}, batch {args.batch_size}, "
-             f"{'amp' if args.amp else 'fp32'}, {args.threads} threads; eval {first['n_windows']}x{args.eval_seqlen} "
+             f"{'amp' if args.amp else 'fp32'}, {args.threads} threads"
+             f"{f', first {args.blocks} blocks' if args.blocks else ''}; eval {first['n_windows']}x{args.eval_seqlen} "
              f"wiki test tokens ({first['n_scored']} scored)")
     return "\n".join([knobs, "", head, *rows])
 
