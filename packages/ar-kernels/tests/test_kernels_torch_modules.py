@@ -141,6 +141,7 @@ CORE_CASES = [("gptq", {"bits": 3, "group_size": 32}), ("gptq_v2", {"bits": 2, "
               ("awq", {"bits": 4, "group_size": 32, "sym": False}), ("mlx", {"bits": 6, "group_size": 32}),
               ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp"}),
               ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp_rceil"}),
+              ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_int"}),  # MXINT4 shares the layout
               ("mxfp8", {"bits": 8, "group_size": 32, "data_type": "mx_fp"}),
               ("nvfp4", {"bits": 4, "group_size": 16, "data_type": "nv_fp"}),
               ("fp8", {"bits": 8, "group_size": -1, "data_type": "fp"}),
