@@ -90,6 +90,13 @@ def test_mxfp_layouts(bits):
     _check(module, qt, module.bias)
 
 
+def test_mxint4_shares_the_mxfp4_layout():
+    """auto_round MXINT4 checkpoints store sign-magnitude k/4 nibbles where MXFP4 stores E2M1 ones."""
+    qt = quantize(torch.randn(32, 96) * 0.05, QuantScheme(bits=4, group_size=32, data_type="mx_int"))
+    module = TORCH_MODULES["mxfp4"].from_quantized(qt)
+    assert torch.equal(module.dequantize_weight(), qt.dequantize())
+
+
 def test_nvfp4_layout():
     qt = random_nvfp4_qt(32, 80)
     _check(TORCH_MODULES["nvfp4"].from_quantized(qt), qt)
@@ -141,7 +148,6 @@ CORE_CASES = [("gptq", {"bits": 3, "group_size": 32}), ("gptq_v2", {"bits": 2, "
               ("awq", {"bits": 4, "group_size": 32, "sym": False}), ("mlx", {"bits": 6, "group_size": 32}),
               ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp"}),
               ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_fp_rceil"}),
-              ("mxfp4", {"bits": 4, "group_size": 32, "data_type": "mx_int"}),  # MXINT4 shares the layout
               ("mxfp8", {"bits": 8, "group_size": 32, "data_type": "mx_fp"}),
               ("nvfp4", {"bits": 4, "group_size": 16, "data_type": "nv_fp"}),
               ("fp8", {"bits": 8, "group_size": -1, "data_type": "fp"}),
