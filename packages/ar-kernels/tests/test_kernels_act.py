@@ -138,3 +138,49 @@ def test_weight_only_checkpoints_multiply_the_inputs_unchanged(tmp_path):
     ids = torch.randint(0, 256, (1, 9), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, ref(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def _bf16_inputs():
+    """bf16 activations at several magnitudes: few mantissa bits put many of them exactly on E2M1/FP8 ties."""
+    torch.manual_seed(1)
+    return [(torch.randn(40, 256) * s).bfloat16() for s in (0.1, 1.0, 3.0, 20.0)]
+
+
+@pytest.mark.slow
+@pytest.mark.consumers
+@pytest.mark.parametrize("bits", [4, 8])
+def test_mx_activations_follow_compressed_tensors(bits):
+    """compressed-tensors rounds each group max up to the next power of two near it before taking the exponent,
+    so its MX activation scale is 2x auto-round's for some groups; the native spec reproduces it bit for bit."""
+    ct = pytest.importorskip("compressed_tensors.quantization")
+    from compressed_tensors.quantization.lifecycle.forward import fake_quantize as ct_fake_quantize
+    from compressed_tensors.quantization.utils.helpers import compute_dynamic_scales_and_zp
+
+    args = ct.QuantizationArgs(**{**CT_MXFP4, "num_bits": bits, "scale_dtype": torch.uint8})
+    spec = from_compressed_tensors({**CT_MXFP4, "num_bits": bits}, "l")
+    for x in _bf16_inputs() + [x.float() for x in _bf16_inputs()]:
+        scale, zero = compute_dynamic_scales_and_zp(x, args, None)
+        theirs = ct_fake_quantize(x, scale, zero, args)
+        assert torch.equal(quantize_input(x, spec), theirs)
+
+
+@pytest.mark.slow
+@pytest.mark.consumers
+def test_auto_round_nvfp4_and_mxint4_activations_follow_auto_round():
+    """auto-round's NVFP4 activation QDQ multiplies by reciprocals (its ties fall where ours must), and its MX
+    activation quantizer treats mx_int as mx_fp: both reproduced bit for bit."""
+    from types import SimpleNamespace
+
+    pytest.importorskip("auto_round")
+    from auto_round.experimental.qmodules.mx import _mx_qdq
+    from auto_round.experimental.qmodules.nvfp4 import _nvfp4_qdq
+
+    nv = from_auto_round(dict(act_bits=4, act_data_type="nv_fp4_with_static_gs", act_group_size=16), "l")
+    mxint = from_auto_round(dict(act_bits=4, act_data_type="mx_int", act_group_size=32), "l")
+    assert mxint == ActSpec("mx_fp", 4, 32, True)
+    for x in _bf16_inputs():
+        gs = torch.tensor([448.0])
+        theirs = _nvfp4_qdq(x.float(), SimpleNamespace(act_bits=4, act_group_size=16), gs).to(x.dtype)
+        assert torch.equal(quantize_input(x, nv, gs), theirs)
+        config = SimpleNamespace(act_data_type="mx_int", act_bits=4, act_group_size=32)
+        assert torch.equal(quantize_input(x, mxint), _mx_qdq(x, config))

@@ -90,6 +90,13 @@ def test_mxfp_layouts(bits):
     _check(module, qt, module.bias)
 
 
+def test_mxint4_shares_the_mxfp4_layout():
+    """auto_round MXINT4 checkpoints store sign-magnitude k/4 nibbles where MXFP4 stores E2M1 ones."""
+    qt = quantize(torch.randn(32, 96) * 0.05, QuantScheme(bits=4, group_size=32, data_type="mx_int"))
+    module = TORCH_MODULES["mxfp4"].from_quantized(qt)
+    assert torch.equal(module.dequantize_weight(), qt.dequantize())
+
+
 def test_nvfp4_layout():
     qt = random_nvfp4_qt(32, 80)
     _check(TORCH_MODULES["nvfp4"].from_quantized(qt), qt)
