@@ -62,6 +62,7 @@ def test_w4_signround_beats_rtn_on_psnr():
     assert psnr["signround"]["image_psnr"] > psnr["rtn"]["image_psnr"], psnr
 
 
+@pytest.mark.slow  # three calibrated runs
 def test_resume_after_a_kill(tmp_path, monkeypatch, capsys):
     out = tmp_path / "q"
     knobs = dict(scheme="W4A16", group_size=32, prompts=CALIB[:1], iters=2, batch_size=2, start_from_opt_rtn=False,
