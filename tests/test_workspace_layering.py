@@ -19,7 +19,7 @@ ALLOWED = {
     "ar-kernels": {"ar-core"},
     "ar-export": {"ar-core"},
     "ar-algos": {"ar-core"},
-    "ar-mllm": {"ar-algos", "ar-core"},
+    "ar-mllm": {"ar-algos", "ar-core", "ar-kernels", "ar-export"},  # the last two in the [diffusion] extra
     "ar-eval": {"ar-kernels", "ar-core"},
     "ar-cli": {"ar-core", "ar-kernels", "ar-export", "ar-algos", "ar-mllm", "ar-eval"},
 }

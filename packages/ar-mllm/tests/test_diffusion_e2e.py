@@ -62,6 +62,7 @@ def test_w4_signround_beats_rtn_on_psnr():
     assert psnr["signround"]["image_psnr"] > psnr["rtn"]["image_psnr"], psnr
 
 
+@pytest.mark.slow  # three calibrated runs
 def test_resume_after_a_kill(tmp_path, monkeypatch, capsys):
     out = tmp_path / "q"
     knobs = dict(scheme="W4A16", group_size=32, prompts=CALIB[:1], iters=2, batch_size=2, start_from_opt_rtn=False,
@@ -88,3 +89,25 @@ def test_resume_after_a_kill(tmp_path, monkeypatch, capsys):
     for a, b in zip(resumed.transformer.parameters(), straight.transformer.parameters()):
         assert torch.equal(a, b)
     assert compare_pipelines(load_pipeline(path), resumed, HELD_OUT[:1], **GEN)["latent_psnr"] > 80
+
+
+def test_cli_quantize_and_eval_a_pipeline_directory(tmp_path, capsys):
+    from ar_cli.main import main
+    from ar_mllm.diffusion.tiny import save_tiny_pipeline
+
+    source = save_tiny_pipeline("sd3", tmp_path / "tiny-sd3")
+    assert main(["quantize", str(source), "--scheme", "W8A16", "--group_size", "32", "--recipe", "rtn",
+                 "--output_dir", str(tmp_path / "out")]) == 0
+    saved = tmp_path / "out" / "tiny-sd3-w8g32"
+    assert f"saved {saved}: diffusion pipeline, auto_round transformer" in capsys.readouterr().out
+    assert main(["eval", str(saved), "--reference", str(source), "--num_inference_steps", "2", "--height", "16",
+                 "--width", "16", "--max_sequence_length", "16", "--text", str(_captions(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "latent PSNR" in out and "SSIM" in out and "CLIP score: no CLIP model given" in out
+    assert float(out.split("image PSNR ")[1].split(" dB")[0]) > 35
+
+
+def _captions(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_text("a cat on a mat\n")
+    return path

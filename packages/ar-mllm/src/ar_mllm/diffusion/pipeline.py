@@ -74,11 +74,20 @@ def check_pipeline(pipe: Any) -> str:
     return check_components(type(pipe).__name__, dict(pipe.components), f"{type(pipe).__name__} object")
 
 
+def require_diffusers() -> None:
+    """ArError naming the install command when diffusers is missing."""
+    try:
+        import diffusers  # noqa: F401
+    except ImportError as exc:
+        raise ArError("diffusion pipelines need diffusers: pip install 'ar-mllm[diffusion]'") from exc
+
+
 def load_pipeline_dir(path: str | Path, dtype: Any = None):
     """Load a (16-bit) pipeline directory with diffusers after checking it; dtype: torch dtype of its weights."""
+    check_pipeline_dir(path)
+    require_diffusers()
     from diffusers import DiffusionPipeline
 
-    check_pipeline_dir(path)
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
     return DiffusionPipeline.from_pretrained(str(Path(path).expanduser()), **kwargs)
 

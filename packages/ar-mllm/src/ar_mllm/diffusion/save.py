@@ -22,7 +22,7 @@ from ar_core.errors import CheckpointError, field_error
 from ar_core.io import atomic_output_dir
 from ar_core.registry import FORMATS
 
-from .pipeline import check_pipeline_dir, source_dir
+from .pipeline import check_pipeline_dir, require_diffusers, source_dir
 
 FORMATS_ALLOWED = ("auto_round", "fake")
 WEIGHTS = "diffusion_pytorch_model"
@@ -123,10 +123,11 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
                   backend: str | None = None):
     """Load a pipeline saved by `save_pipeline` (or any supported pipeline directory) with its transformer from
     `load_transformer`; returns the diffusers pipeline on `device`."""
-    from diffusers import DiffusionPipeline
-
     path = Path(path)
     check_pipeline_dir(path)
+    require_diffusers()
+    from diffusers import DiffusionPipeline
+
     transformer = load_transformer(path / "transformer", device, dtype, backend)
     kwargs = {"torch_dtype": dtype} if dtype is not None else {}
     pipe = DiffusionPipeline.from_pretrained(str(path), transformer=transformer, **kwargs)
