@@ -18,7 +18,8 @@ AWQ = ("ar's AWQ tuning knobs exist only in Python (AutoRound(..., algorithm='aw
 ROTATION = ("ar chooses rotations with --rotation (hadamard, random, block, block:64, r1, r1r2, r1r2r4); "
             "see `ar quantize --help`")
 SVDQUANT = "SVDQuant is not implemented in ar; drop it"
-DIFFUSION = "diffusion models are not supported by ar; drop it"
+DIFFUSION = ("ar quantizes diffusion pipelines (`ar quantize PIPELINE_DIR`, docs/guide/diffusion.md) without this "
+             "option; drop it")
 LM_EVAL = ("ar runs lm-eval's hf backend through --tasks, --eval_bs, --limit and --num_fewshot only; run lm-eval "
            "yourself on the saved checkpoint for more")
 EXPERIMENTAL = "an option of the reference's experimental tuning algorithms that ar does not implement; drop it"
@@ -99,9 +100,10 @@ REFERENCE_FLAGS: dict[str, str] = {
     "--quant_nontext_module": "ar keeps vision and audio towers in 16 bits; drop it",
     "--template": "ar applies the model's own chat template for VLM calibration (--mllm); drop it",
     "--extra_data_dir": "ar calibrates VLMs on text plus its built-in images (--mllm); drop it",
-    **{f: DIFFUSION for f in ("--calib_num_inference_steps", "--diffusion_tuning_cache_size", "--generator_seed",
-                              "--guidance_scale", "--image_save_dir", "--metric", "--metrics",
-                              "--num_inference_steps", "--prompt", "--prompt_file")},
+    **{f: DIFFUSION for f in ("--diffusion_tuning_cache_size", "--image_save_dir", "--metric", "--metrics",
+                              "--prompt")},
+    "--calib_num_inference_steps": _alias("--num_inference_steps (the calibration run's denoising steps)"),
+    "--generator_seed": _alias("--seed"), "--prompt_file": _alias("--dataset (a .txt/.tsv/.json caption file)"),
     **{f: LM_EVAL for f in ("--eval_backend", "--vllm_args", "--eval_task_by_task", "--eval_model_dtype",
                             "--add_bos_token", "--eval_gen_kwargs", "--eval-gen-kwargs", "--fewshot_as_multiturn",
                             "--fewshot-as-multiturn")},
