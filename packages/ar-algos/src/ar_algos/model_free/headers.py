@@ -108,12 +108,17 @@ def config_dict(ckpt: Checkpoint) -> dict | None:
     """`AutoConfig.from_pretrained(ckpt.path).to_dict()` without transformers, for a config.json written by the
     installed transformers version; None for any other."""
     raw = ckpt.config
-    try:
-        installed = metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return None
-    if raw.get("transformers_version") != installed or "auto_map" in raw:
+    installed = installed_transformers()
+    if installed is None or raw.get("transformers_version") != installed or "auto_map" in raw:
         return None
     out = {**BASE_DEFAULTS, **raw, "_name_or_path": str(ckpt.path)}
     out["id2label"] = {int(k): v for k, v in out["id2label"].items()}  # JSON keys are strings; transformers' ints
     return out
+
+
+def installed_transformers() -> str | None:
+    """The installed transformers version, read from its package metadata (nothing is imported); None if absent."""
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return None

@@ -20,13 +20,12 @@ import pickle
 import subprocess
 import sys
 import tempfile
-from importlib import metadata
 from pathlib import Path
 
 from ar_core.errors import CheckpointError
 from ar_core.layer_config import LayerInfo
 
-from .headers import FAMILIES, config_dict, describe_headers
+from .headers import FAMILIES, config_dict, describe_headers, installed_transformers
 from .layout import FUSED, Layout, block_of
 from .source import Checkpoint
 
@@ -153,13 +152,6 @@ def describe_checkpoint(ckpt: Checkpoint, use_meta: bool = True) -> tuple[Layout
     if config is None:
         log.warning("model-free: config.json was written by transformers %s, not the installed %s (or holds custom "
                     "code): reading it with transformers' AutoConfig", ckpt.config.get("transformers_version"),
-                    _installed_transformers())
+                    installed_transformers())
         config = source_config(ckpt.path, ckpt.config)
     return layout, config
-
-
-def _installed_transformers() -> str | None:
-    try:
-        return metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        return None
