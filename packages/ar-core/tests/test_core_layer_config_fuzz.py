@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from ar_core.errors import ArError
 from ar_core.layer_config import LayerInfo, Plan, resolve_plan
 from ar_core.presets import preset_names
-from ar_core.scheme import DATA_TYPE_BITS, field_names
+from ar_core.quant import data_type_names
+from ar_core.scheme import field_names
 
 LAYERS = [LayerInfo("model.embed_tokens", 128, 512, kind="embedding", in_block=False)] + [
     LayerInfo(f"model.layers.{i}.{n}", a, b, kind="expert" if "experts" in n else "linear")
@@ -22,7 +23,7 @@ FRAGMENTS = ["layers", "layers.1", "q_proj", "mlp", ".*", "experts.*.down", "^mo
 key = st.one_of(st.text(max_size=12), st.sampled_from(FRAGMENTS),
                 st.lists(st.sampled_from(FRAGMENTS), max_size=3).map("".join))
 scalar = st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=True), st.text(max_size=8),
-                   st.sampled_from(preset_names() + sorted(DATA_TYPE_BITS) + ["mx_fp4", "int8", "gguf:q6_k"]),
+                   st.sampled_from(preset_names() + data_type_names() + ["mx_fp4", "int8", "gguf:q6_k"]),
                    st.lists(st.integers(-2, 200), max_size=3))
 scheme_dict = st.dictionaries(st.sampled_from(field_names() + ["scheme", "fixed_by_user", "junk"]), scalar,
                               max_size=4)

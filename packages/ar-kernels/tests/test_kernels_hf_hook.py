@@ -65,21 +65,30 @@ def test_forced_integration_matches_load(tmp_path, forced, fmt, sym, packing, cl
 def test_reference_package_is_kept_unless_forced(monkeypatch, transformers_own):
     AUTO_QUANTIZER_MAPPING, AutoRoundQuantizer = transformers_own
     monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: True)
-    monkeypatch.delenv(hf_quantizer.ENV_VAR, raising=False)
     assert not ar_kernels.enable_transformers_integration()
     assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
-    monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: False)
-    monkeypatch.setenv(hf_quantizer.ENV_VAR, "off")
-    assert not ar_kernels.enable_transformers_integration()
-    assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
-    monkeypatch.setattr(hf_quantizer, "reference_installed", lambda: True)
-    monkeypatch.setenv(hf_quantizer.ENV_VAR, "force")
     try:
-        assert ar_kernels.enable_transformers_integration()
+        assert ar_kernels.enable_transformers_integration(force=True)
         assert AUTO_QUANTIZER_MAPPING["auto-round"].__name__ == "ArAutoRoundQuantizer"
     finally:
         ar_kernels.disable_transformers_integration()
     assert AUTO_QUANTIZER_MAPPING["auto-round"] is AutoRoundQuantizer
+
+
+UNPATCHED = """
+import ar_kernels, transformers
+from transformers.quantizers.auto import AUTO_QUANTIZER_MAPPING
+print("RESULT", AUTO_QUANTIZER_MAPPING["auto-round"].__name__)
+"""
+
+
+def test_import_leaves_transformers_unpatched():
+    """Even without the reference package (the case the integration replaces it in), importing changes nothing."""
+    code = textwrap.dedent(BLOCK_AUTO_ROUND) + textwrap.dedent(UNPATCHED)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "RESULT AutoRoundQuantizer" in done.stdout, done.stdout[-2000:]
 
 
 BLOCK_AUTO_ROUND = """
@@ -95,6 +104,7 @@ CHECK = """
 import sys, torch
 import ar_kernels
 from transformers import AutoModelForCausalLM
+ar_kernels.enable_transformers_integration()
 hf = AutoModelForCausalLM.from_pretrained(sys.argv[1])
 ours = ar_kernels.load(sys.argv[1])
 ids = torch.randint(0, 256, (2, 12), generator=torch.Generator().manual_seed(1))
@@ -108,7 +118,6 @@ print("RESULT", type(hf.model.layers[0].self_attn.q_proj).__name__, len(hf.ar_ba
 def test_from_pretrained_without_auto_round_package(tmp_path):
     write_checkpoint(tmp_path)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    env.pop(hf_quantizer.ENV_VAR, None)
     code = textwrap.dedent(BLOCK_AUTO_ROUND) + textwrap.dedent(CHECK)
     done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, env=env,
                           timeout=600)

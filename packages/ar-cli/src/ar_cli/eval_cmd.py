@@ -111,9 +111,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("give at least one MODEL or --compare REPORT")
     if args.limit is not None and not args.tasks:
         raise UsageError("--limit only applies with --tasks")
+    from ar_kernels import enable_transformers_integration
+
     if args.models and all(is_pipeline(m) for m in args.models):  # diffusers pipelines: ar_mllm.diffusion.eval
         return eval_pipeline(args)
     protocol = protocol_of(args)
+    enable_transformers_integration()  # lm-eval and from_pretrained load auto-round folders through ar_kernels
     reference = model_path(args.reference) if args.reference else None
     reports = [evaluate_one(model_path(m), reference, args, protocol) for m in args.models]
     reports += [load_report(p) for p in args.compare]

@@ -1,5 +1,6 @@
 """Bits-per-weight accounting: code bits and parameter (scale, zero, global scale) bits of a quantized layer.
 
+Each data type declares its parameter bits (`DataType.param_bits`) and the GGUF type it implies (`gguf_types`):
     int                 bits per weight + per group one scale (scale_dtype width) and, when asym, a bits-wide zero
     int_asym_float_zp   bits + per group a scale and a float minimum (scale_dtype width each)
     mx_fp / mx_int      bits + one E8M0 byte per 32 weights
@@ -19,12 +20,10 @@ from .errors import SchemeError, field_error
 from .pack.gguf import CODECS
 from .presets import GGUF_MIXES
 from .quant.groups import group_count
+from .registry import get_data_type
 from .scheme import QuantScheme
 
 SCALE_DTYPE_BITS = {"float16": 16, "bfloat16": 16, "float32": 32}
-# GGUF types implied by a data type and bit width when the scheme names no llama.cpp type itself.
-GGUF_TYPE_OF = {("int_asym_dq", 2): "q2_k", ("int_asym_dq", 4): "q4_k", ("int_asym_dq", 5): "q5_k",
-                ("int_sym_dq", 3): "q3_k", ("int_sym_dq", 6): "q6_k"}
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def gguf_type(scheme: QuantScheme) -> str | None:
     if scheme.gguf is not None:
         key = scheme.gguf.lower().removeprefix("gguf:")
         return GGUF_MIXES.get(key, key)
-    return GGUF_TYPE_OF.get((scheme.data_type, scheme.bits))
+    return get_data_type(scheme.data_type).gguf_types.get(scheme.bits)
 
 
 def scale_count(scheme: QuantScheme, shape: tuple[int, int]) -> int:
@@ -81,18 +80,7 @@ def layer_bits(scheme: QuantScheme, shape: tuple[int, int]) -> LayerBits:
         codec = CODECS[name]
         return LayerBits(n, code, out * group_count(cols, codec.block_size) * codec.type_size * 8 - code)
     groups = scale_count(scheme, shape)
-    scale_bits = SCALE_DTYPE_BITS[scheme.scale_dtype]
-    dt = scheme.data_type
-    if dt.startswith("mx_"):
-        params = groups * 8
-    elif dt == "nv_fp":
-        params = groups * 8 + 32
-    elif dt == "int" and not scheme.sym:
-        params = groups * (scale_bits + scheme.bits)
-    elif dt == "int_asym_float_zp":
-        params = groups * 2 * scale_bits
-    else:
-        params = groups * scale_bits
+    params = get_data_type(scheme.data_type).param_bits(scheme, groups, SCALE_DTYPE_BITS[scheme.scale_dtype])
     return LayerBits(n, code, params)
 
 

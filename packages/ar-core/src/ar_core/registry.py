@@ -6,19 +6,22 @@ An unknown name lists what is available; a known name whose package is missing n
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from .errors import PluginError
+from .errors import PluginError, SchemeError, field_error
 
 
 class Registry:
     """A name -> object registry for one kind of plugin, filled lazily from an entry-point group."""
 
     def __init__(self, kind: str, group: str, install_hints: dict[str, str] | None = None,
-                 spellings: dict[str, str] | None = None):
+                 spellings: dict[str, str] | None = None, builtins: str | None = None):
         self.kind = kind
         self.group = group
+        # a module of this package whose import registers the built-in plugins, imported on the first lookup
+        self.builtins = builtins
         self.install_hints = dict(install_hints or {})
         # registry key -> the name users see where it differs (entry-point names cannot hold ':'); both are accepted
         self.spellings = {k.lower(): v.lower() for k, v in (spellings or {}).items()}
@@ -51,6 +54,8 @@ class Registry:
 
     def _discover(self) -> dict[str, Any]:
         if self._entry_points is None:
+            if self.builtins is not None:
+                import_module(self.builtins)
             self._entry_points = {ep.name.lower(): ep for ep in entry_points(group=self.group)}
         return self._entry_points
 
@@ -78,6 +83,8 @@ class Registry:
     def get(self, name: str) -> Any:
         """Return the plugin called `name`, loading its entry point on first use."""
         key = self.key(name)
+        if key not in self._items:
+            self._discover()
         if key in self._items:
             return self._items[key]
         ep = self._discover().get(key)
@@ -113,9 +120,12 @@ ALGORITHMS = Registry("algorithm", "ar.algorithms", {
 DATASETS = Registry("calibration dataset", "ar.datasets", {
     k: "pip install ar-algos" for k in ("pile-10k", "wiki", "austen", "pydoc")
 })
+# data types (ar_core.quant.DataType classes): the built-in ones register on the first lookup, plugins through the
+# "ar.data_types" entry points (a DataType subclass each) or `ar_core.quant.register_data_type`
+DATA_TYPES = Registry("data type", "ar.data_types", builtins="ar_core.quant")
 
 REGISTRIES: dict[str, Registry] = {"formats": FORMATS, "backends": BACKENDS, "algorithms": ALGORITHMS,
-                                   "datasets": DATASETS}
+                                   "datasets": DATASETS, "data_types": DATA_TYPES}
 
 
 def get_plugin(kind: str, name: str) -> Any:
@@ -123,3 +133,11 @@ def get_plugin(kind: str, name: str) -> Any:
     return REGISTRIES[kind].get(name)
 
 
+def get_data_type(name: Any) -> Any:
+    """The `ar_core.quant.DataType` registered as `name`; an unknown name raises SchemeError listing the known ones."""
+    if not isinstance(name, str) or not DATA_TYPES.is_available(name):
+        raise field_error(SchemeError, "data_type", name, f"one of {DATA_TYPES.names()}")
+    found = DATA_TYPES.get(name)
+    if isinstance(found, type):  # an entry point names the class: keep one instance
+        found = DATA_TYPES.register(name, found())
+    return found

@@ -7,22 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import SchemeError, field_error
+from .registry import get_data_type
 
 GroupSize = int | tuple[int, int]
 
-# Weight data types and the bit widths each can hold.
-DATA_TYPE_BITS: dict[str, tuple[int, ...]] = {
-    "int": (2, 3, 4, 5, 6, 8),
-    "int_asym_float_zp": (4, 5),  # GGUF q4_1 / q5_1: float (unrounded) minimum
-    "int_asym_dq": (2, 4, 5),  # GGUF q2_k / q4_k / q5_k: asym groups, double-quantized scales and mins
-    "int_sym_dq": (3, 6),  # GGUF q3_k / q6_k: sym groups, double-quantized scales
-    "mx_fp": (4, 6, 8),
-    "mx_fp_rceil": (4, 6, 8),
-    "mx_int": (2, 4, 8),
-    "nv_fp": (4,),
-    "fp": (8, 16),
-    "float": (16, 32),
-}
 ACT_DATA_TYPES = ("int", "mx_fp", "mx_fp_rceil", "mx_int", "nv_fp", "nv_fp4_with_static_gs", "fp", "float")
 SCALE_DTYPES = ("float16", "bfloat16", "float32")
 
@@ -110,8 +98,7 @@ def validate(s: QuantScheme) -> None:
     """Raise SchemeError when `s` holds an impossible combination; called on every construction."""
     if not isinstance(s.bits, int) or isinstance(s.bits, bool):
         raise field_error(SchemeError, "bits", s.bits, "an int")
-    if s.data_type not in DATA_TYPE_BITS:
-        raise field_error(SchemeError, "data_type", s.data_type, f"one of {sorted(DATA_TYPE_BITS)}")
+    data_type = get_data_type(s.data_type)
     _check_group("group_size", s.group_size)
     if not isinstance(s.sym, bool):
         raise field_error(SchemeError, "sym", s.sym, "True or False")
@@ -120,32 +107,11 @@ def validate(s: QuantScheme) -> None:
     if s.bits >= 16:
         if s.bits not in (16, 32):
             raise field_error(SchemeError, "bits", s.bits, "2-8 for quantized layers, 16 or 32 for unquantized")
-    else:
-        allowed = DATA_TYPE_BITS[s.data_type]
-        if s.bits not in allowed:
-            raise field_error(SchemeError, "bits", s.bits, f"data_type {s.data_type!r} holds bits {list(allowed)}")
-        if s.data_type in ("float",):
-            raise field_error(SchemeError, "data_type", s.data_type, "'float' only for bits >= 16")
-    if isinstance(s.group_size, tuple) and s.data_type != "fp":
+    elif s.bits not in data_type.bits:
+        raise field_error(SchemeError, "bits", s.bits, f"data_type {s.data_type!r} holds bits {list(data_type.bits)}")
+    if isinstance(s.group_size, tuple) and not data_type.block_groups:
         raise field_error(SchemeError, "group_size", s.group_size, "2-D block groups only with data_type 'fp' (FP8)")
-    if s.data_type.startswith(("mx_", "nv_")) and s.bits < 16:
-        if not s.sym:
-            raise field_error(SchemeError, "sym", s.sym, f"data_type {s.data_type!r} is symmetric only")
-        need = 16 if s.data_type == "nv_fp" else 32
-        if s.group_size != need:
-            raise field_error(SchemeError, "group_size", s.group_size, f"data_type {s.data_type!r} needs {need}")
-    if s.data_type in ("int_asym_dq", "int_sym_dq"):
-        if s.super_bits is None or s.super_group_size is None:
-            raise field_error(SchemeError, "super_bits", s.super_bits,
-                              f"data_type {s.data_type!r} needs super_bits and super_group_size")
-        if s.sym != (s.data_type == "int_sym_dq"):
-            raise field_error(SchemeError, "sym", s.sym, f"data_type {s.data_type!r} fixes sym={not s.sym}")
-    elif s.super_bits is not None or s.super_group_size is not None:
-        raise field_error(SchemeError, "super_bits", s.super_bits, "only for GGUF double-quant data types (*_dq)")
-    if s.data_type == "int_asym_float_zp" and s.sym:
-        raise field_error(SchemeError, "sym", s.sym, "data_type 'int_asym_float_zp' is asymmetric")
-    if s.data_type == "fp" and s.bits < 16 and not s.sym:
-        raise field_error(SchemeError, "sym", s.sym, "FP8 is symmetric only")
+    data_type.check(s)
     if not isinstance(s.act_bits, int) or s.act_bits not in (2, 3, 4, 6, 8, 16, 32):
         raise field_error(SchemeError, "act_bits", s.act_bits, "one of 2, 3, 4, 6, 8, 16, 32")
     if s.act_bits < 16:

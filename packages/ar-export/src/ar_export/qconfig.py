@@ -10,6 +10,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from ar_core.registry import get_data_type
 from ar_core.scheme import QuantScheme
 
 from .checkpoint import SaveContext, block_prefixes, in_block
@@ -20,8 +21,9 @@ FLOAT_ENTRY = {"bits": 16}
 
 
 def scheme_entry(s: QuantScheme) -> dict[str, Any]:
-    """Config keys of a scheme (act_* only when activations are quantized; None values dropped)."""
-    d = s.to_dict()
+    """Config keys of a scheme (act_* only when activations are quantized; None values dropped); data_type is the
+    name readers know the data type by (`DataType.checkpoint_name`)."""
+    d = {**s.to_dict(), "data_type": get_data_type(s.data_type).stored_name()}
     if not s.quantizes_activations:
         d.pop("act_bits", None)
     return {k: d[k] for k in SCHEME_KEYS if k in d}

@@ -8,6 +8,7 @@ the kind with that width. Layers kept in 16/32 bits are held by every format.
 from __future__ import annotations
 
 from ar_core.errors import ArError, SchemeError, field_error
+from ar_core.registry import get_data_type
 from ar_core.scheme import QuantScheme
 
 from .capabilities import formats, kinds
@@ -18,25 +19,13 @@ SUPPORT: dict[str, dict[str, tuple[int, ...]]] = {fmt: kinds(fmt) for fmt in for
 
 def scheme_kind(s: QuantScheme) -> str:
     """Storage family of a quantized scheme: int_sym, int_asym, int_w8a8, int_act, mx_fp, mx_int, nv_fp,
-    fp8_weight, fp8_static, fp8_dynamic, fp8_block or gguf ('float' for 16/32-bit layers)."""
+    fp8_weight, fp8_static, fp8_dynamic, fp8_block or gguf ('float' for 16/32-bit layers), as its data type declares
+    (`ar_core.quant.DataType.storage_kind`; a data type that declares none raises SchemeError)."""
     if not s.is_quantized:
         return "float"
-    dt = s.data_type
-    if s.gguf is not None or dt in ("int_asym_float_zp", "int_asym_dq", "int_sym_dq"):
+    if s.gguf is not None:
         return "gguf"
-    if dt == "int":
-        if s.quantizes_activations:
-            return "int_w8a8" if (s.bits, s.act_bits, s.act_data_type) == (8, 8, "int") else "int_act"
-        return "int_sym" if s.sym else "int_asym"
-    if dt in ("mx_fp", "mx_fp_rceil"):
-        return "mx_fp"
-    if dt in ("mx_int", "nv_fp"):
-        return dt
-    if isinstance(s.group_size, tuple):
-        return "fp8_block"
-    if not s.quantizes_activations:
-        return "fp8_weight"
-    return "fp8_dynamic" if s.act_dynamic else "fp8_static"
+    return get_data_type(s.data_type).storage_kind(s)
 
 
 def supports(fmt: str, s: QuantScheme) -> bool:

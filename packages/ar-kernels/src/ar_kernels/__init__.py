@@ -7,6 +7,7 @@
     explain(path_or_config, device="cpu")                  per-layer scheme/packing/backend rows, no weights read
     backend_table()                                        capability rows for `ar list backends`
     enable_transformers_integration(force=False)           from_pretrained loads auto-round checkpoints with ours
+                                                           (explicit: importing ar_kernels leaves transformers alone)
 """
 
 from .backends import Backend, get_backend, list_backends, register_builtin, select_backend
@@ -18,7 +19,6 @@ from .qlinear import (PACKINGS, TORCH_MODULES, AWQLinear, FP8Linear, GPTQLinear,
                       MXFP8Linear, NVFP4Linear, QuantLinear)
 
 register_builtin()
-enable_transformers_integration()
 
 __version__ = "0.1.0"
 

@@ -1,12 +1,13 @@
 """transformers integration: `from_pretrained` loads quant_method "auto-round" checkpoints with our QuantLinears.
 
 transformers maps quant_method "auto-round" to a quantizer that needs the reference `auto-round` package. When that
-package cannot be imported, `import ar_kernels` puts `ArAutoRoundQuantizer` in its place (transformers' own
-`AutoRoundConfig` still parses the config). With auto-round installed nothing changes unless
-`enable_transformers_integration(force=True)` is called or AR_KERNELS_TRANSFORMERS=force is set;
-AR_KERNELS_TRANSFORMERS=off disables the integration.
+package cannot be imported, `enable_transformers_integration()` puts `ArAutoRoundQuantizer` in its place
+(transformers' own `AutoRoundConfig` still parses the config); with auto-round installed nothing changes unless
+`force=True`. Importing ar_kernels changes nothing in transformers: `ar_kernels.load` and `ar eval` make this call,
+anyone else makes it explicitly.
 
     import ar_kernels
+    ar_kernels.enable_transformers_integration()
     model = AutoModelForCausalLM.from_pretrained("out/model")   # layers as in ar_kernels.load("out/model")
 """
 
@@ -14,14 +15,12 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from pathlib import Path
 
 import torch
 
 log = logging.getLogger(__name__)
 
-ENV_VAR = "AR_KERNELS_TRANSFORMERS"
 QUANT_METHOD = "auto-round"
 _original: dict[str, type] = {}
 
@@ -118,12 +117,10 @@ def _repack_for_cpu(model) -> None:
 def enable_transformers_integration(force: bool = False) -> bool:
     """Make transformers load quant_method "auto-round" through ar_kernels; returns True when it now does.
 
-    Without `force` (or AR_KERNELS_TRANSFORMERS=force) the reference quantizer is kept when `auto_round` is
-    importable. AR_KERNELS_TRANSFORMERS=off disables the integration unless `force` is passed.
+    Without `force` the reference quantizer is kept when `auto_round` is importable. Calling it again is harmless;
+    `disable_transformers_integration` undoes it.
     """
-    mode = os.environ.get(ENV_VAR, "").lower()
-    force = force or mode in ("1", "force", "on")
-    if not force and (mode in ("0", "off") or reference_installed()):
+    if not force and reference_installed():
         return False
     try:
         from transformers.quantizers import auto

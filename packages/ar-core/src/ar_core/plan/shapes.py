@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from ..presets import GGUF_ROW_FALLBACK, gguf_scheme
+from ..registry import get_data_type
 from ..scheme import QuantScheme
 from .types import LayerInfo
 
 KEEP_16BIT = QuantScheme(bits=16, data_type="float")
-GGUF_DATA_TYPES = ("int_asym_dq", "int_sym_dq", "int_asym_float_zp")
-INT_PACK_MULTIPLE = 32  # int weight-only exports pack 32-bit words along both dims
 
 
 def is_gguf_scheme(s: QuantScheme) -> bool:
     """True for schemes whose storage is a llama.cpp block type (GGUF preset or GGUF-only data type)."""
-    return s.gguf is not None or s.data_type in GGUF_DATA_TYPES
+    return s.gguf is not None or (s.is_quantized and get_data_type(s.data_type).storage_kind(s) == "gguf")
 
 
 def shape_fallback(layer: LayerInfo, s: QuantScheme, gguf_format: bool) -> tuple[QuantScheme, str] | None:
@@ -24,23 +23,13 @@ def shape_fallback(layer: LayerInfo, s: QuantScheme, gguf_format: bool) -> tuple
     * MX/NV floating point types need in_features % group_size == 0, else weights and activations stay 16-bit.
     * int weight-only schemes (not GGUF format) need in and out features divisible by 32 for packing.
     * a positive group_size larger than in_features becomes one group per output channel (group_size -1).
+    The non-GGUF rules are the data type's own (`DataType.shape_fallback`).
     """
     if not s.is_quantized:
         return None
-    n_in, n_out = layer.in_features, layer.out_features
     if is_gguf_scheme(s):
-        return _gguf_fallback(n_in, s)
-    if s.data_type.startswith(("mx_", "nv_")):
-        if n_in % s.group_size:
-            return KEEP_16BIT, f"in_features={n_in} is not a multiple of {s.data_type} group_size={s.group_size}"
-        return None
-    if s.data_type == "int" and not s.quantizes_activations and not gguf_format:
-        bad = [f"{k}={v}" for k, v in (("in_features", n_in), ("out_features", n_out)) if v % INT_PACK_MULTIPLE]
-        if bad:
-            return KEEP_16BIT, f"{' and '.join(bad)} not a multiple of {INT_PACK_MULTIPLE} (int packing)"
-    if isinstance(s.group_size, int) and s.group_size > n_in:
-        return s.replace(group_size=-1), f"group_size={s.group_size} > in_features={n_in}: one group per channel"
-    return None
+        return _gguf_fallback(layer.in_features, s)
+    return get_data_type(s.data_type).shape_fallback(layer.in_features, layer.out_features, s, gguf_format)
 
 
 def _gguf_fallback(n_in: int, s: QuantScheme) -> tuple[QuantScheme, str] | None:

@@ -18,7 +18,7 @@ import torch
 
 from ..qtensor import QuantizedTensor
 from ..scheme import QuantScheme
-from . import float_zp, fp8, int_types, mx, nvfp  # noqa: F401  (register the data types)
+from . import float16, float_zp, fp8, int_types, mx, nvfp  # noqa: F401  (register the data types)
 from . import gguf  # noqa: F401  (registers int_asym_dq / int_sym_dq)
 from .base import DataType, data_type_names, get_data_type, register_data_type
 from .groups import from_groups, group_count, resolve_group_size, to_groups

@@ -1,4 +1,11 @@
-"""The data-type interface and its registry: one small class per data type (int, mx_fp, nv_fp, fp, GGUF ...)."""
+"""The data-type interface and its registry: one small class per data type (int, mx_fp, nv_fp, fp, GGUF ...).
+
+A class owns every fact about its data type: the bit widths it holds (`bits`), the scheme rules it adds (`check`),
+its storage kind (`storage_kind`, what the export formats and the bits accounting file it under), the bits of its
+scales and zero points (`param_bits`), the layer shapes it cannot hold (`shape_fallback`), the name readers know it
+by (`checkpoint_name`) and its quantize-dequantize math (`encode`, `decode`). The classes live in
+`ar_core.registry.DATA_TYPES`, filled by `register_data_type` and by the "ar.data_types" entry points.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,7 @@ import torch
 
 from ..errors import SchemeError, field_error
 from ..qtensor import QuantizedTensor
+from ..registry import DATA_TYPES, get_data_type  # noqa: F401  (get_data_type re-exported by ar_core.quant)
 from ..scheme import QuantScheme
 from .groups import from_groups, resolve_group_size, to_groups
 
@@ -22,6 +30,55 @@ class DataType:
     """
 
     name: str = ""
+    bits: tuple[int, ...] = ()  # the bit widths a scheme of this data type may have
+    kind: str = ""  # storage kind (see `storage_kind`)
+    block_groups = False  # whether group_size may be an (m, n) 2-D block
+    fixed_group_size: int | None = None  # the one group size a quantized scheme must use (MX: 32, NVFP: 16)
+    gguf_types: dict[int, str] = {}  # bits -> the llama.cpp block type implied when the scheme names none
+    checkpoint_name: str | None = None  # the data_type written to checkpoints when readers know it by another name
+
+    def check(self, scheme: QuantScheme) -> None:
+        """Raise SchemeError when `scheme` breaks a rule of this data type (bits are checked against `bits` first).
+        By default only the GGUF double-quant types take super_bits / super_group_size."""
+        need = self.fixed_group_size
+        if need is not None and scheme.bits < 16:
+            if not scheme.sym:
+                raise field_error(SchemeError, "sym", scheme.sym, f"data_type {self.name!r} is symmetric only")
+            if scheme.group_size != need:
+                raise field_error(SchemeError, "group_size", scheme.group_size, f"data_type {self.name!r} needs {need}")
+        if scheme.super_bits is not None or scheme.super_group_size is not None:
+            raise field_error(SchemeError, "super_bits", scheme.super_bits,
+                              "only for GGUF double-quant data types (*_dq)")
+
+    def storage_kind(self, scheme: QuantScheme) -> str:
+        """Storage family of a quantized `scheme`: int_sym, int_asym, int_w8a8, int_act, mx_fp, mx_int, nv_fp,
+        fp8_weight, fp8_static, fp8_dynamic, fp8_block or gguf. Writers and the capability table dispatch on it."""
+        if not self.kind:
+            raise field_error(SchemeError, "data_type", self.name, "a data type that declares its storage kind")
+        return self.kind
+
+    def param_bits(self, scheme: QuantScheme, groups: int, scale_bits: int) -> int:
+        """Bits of everything but the codes for `groups` groups: by default one `scale_bits`-wide scale each."""
+        return groups * scale_bits
+
+    def shape_fallback(self, n_in: int, n_out: int, scheme: QuantScheme,
+                       gguf_format: bool) -> tuple[QuantScheme, str] | None:
+        """The scheme a [n_out, n_in] layer gets instead of `scheme` and why, or None when it holds `scheme`.
+        By default a positive group_size larger than n_in becomes one group per output channel; a data type with
+        a fixed group size keeps a layer whose n_in it does not divide in 16 bits (weights and activations)."""
+        gs = scheme.group_size
+        if self.fixed_group_size is not None:
+            if n_in % gs:
+                return QuantScheme(bits=16, data_type="float"), \
+                    f"in_features={n_in} is not a multiple of {self.name} group_size={gs}"
+            return None
+        if isinstance(gs, int) and gs > n_in:
+            return scheme.replace(group_size=-1), f"group_size={gs} > in_features={n_in}: one group per channel"
+        return None
+
+    def stored_name(self) -> str:
+        """The data_type written to checkpoints."""
+        return self.checkpoint_name or self.name
 
     def group(self, w: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:
         """[out, in] -> [rows, G, gs]; per-tensor schemes (group_size 0) become one group of the whole tensor."""
@@ -78,25 +135,15 @@ class DataType:
         return self.ungroup(wg, qt.shape, qt.scheme)
 
 
-_DATA_TYPES: dict[str, DataType] = {}
-
-
 def register_data_type(cls: type[DataType]) -> type[DataType]:
     """Class decorator: make `cls` the implementation of `cls.name` (add a data type by writing one class)."""
-    _DATA_TYPES[cls.name] = cls()
+    DATA_TYPES.register(cls.name, cls())
     return cls
-
-
-def get_data_type(name: str) -> DataType:
-    """The registered implementation of `name`."""
-    if name not in _DATA_TYPES:
-        raise field_error(SchemeError, "data_type", name, f"one of {sorted(_DATA_TYPES)}")
-    return _DATA_TYPES[name]
 
 
 def data_type_names() -> list[str]:
     """Names of every registered data type."""
-    return sorted(_DATA_TYPES)
+    return DATA_TYPES.names()
 
 
 def cast_scale(scale: torch.Tensor, scheme: QuantScheme) -> torch.Tensor:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import SchemeError, field_error
 from .base import SCALE_THRESHOLD, DataType, cast_scale, register_data_type
 from .int_types import group_range
 from .ste import round_ste
@@ -18,6 +19,18 @@ class IntAsymFloatZpType(DataType):
     """int_asym_float_zp: w = scale * codes + m with a float minimum m per group (QuantizedTensor.zero)."""
 
     name = "int_asym_float_zp"
+    bits = (4, 5)  # GGUF q4_1 / q5_1
+    kind = "gguf"
+
+    def check(self, scheme):
+        """Asymmetric only."""
+        super().check(scheme)
+        if scheme.sym:
+            raise field_error(SchemeError, "sym", scheme.sym, "data_type 'int_asym_float_zp' is asymmetric")
+
+    def param_bits(self, scheme, groups, scale_bits):
+        """A scale and a float minimum per group."""
+        return groups * 2 * scale_bits
 
     def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False):
         wmin, wmax = group_range(wg, min_scale, max_scale)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import SchemeError, field_error
 from .base import DataType, cast_scale, expand_minmax, register_data_type
 from .fp_grids import E4M3, to_e4m3_ste
 
@@ -36,6 +37,22 @@ class FpType(DataType):
     """fp: FP8 E4M3FN, per tensor / channel / group / 2-D block."""
 
     name = "fp"
+    bits = (8, 16)
+    block_groups = True
+
+    def check(self, scheme):
+        """Symmetric only when quantized."""
+        super().check(scheme)
+        if scheme.bits < 16 and not scheme.sym:
+            raise field_error(SchemeError, "sym", scheme.sym, "FP8 is symmetric only")
+
+    def storage_kind(self, scheme):
+        """fp8_block (2-D blocks), fp8_weight (weight-only), else fp8_dynamic / fp8_static activations."""
+        if isinstance(scheme.group_size, tuple):
+            return "fp8_block"
+        if not scheme.quantizes_activations:
+            return "fp8_weight"
+        return "fp8_dynamic" if scheme.act_dynamic else "fp8_static"
 
     def group(self, w, scheme):
         if w.dtype == torch.float8_e4m3fn:

@@ -65,11 +65,26 @@ def _search_weights(x: torch.Tensor, im: torch.Tensor | None, nsub: int) -> torc
     return im * torch.sqrt(sigma2 + x * x)
 
 
+def _check_double_quant(name: str, scheme, sym: bool) -> None:
+    if scheme.super_bits is None or scheme.super_group_size is None:
+        raise field_error(SchemeError, "super_bits", scheme.super_bits,
+                          f"data_type {name!r} needs super_bits and super_group_size")
+    if scheme.sym != sym:
+        raise field_error(SchemeError, "sym", scheme.sym, f"data_type {name!r} fixes sym={not scheme.sym}")
+
+
 @register_data_type
 class IntAsymDQ(DataType):
     """int_asym_dq: GGUF q2_k / q4_k / q5_k."""
 
     name = "int_asym_dq"
+    bits = (2, 4, 5)
+    kind = "gguf"
+    gguf_types = {2: "q2_k", 4: "q4_k", 5: "q5_k"}
+
+    def check(self, scheme):
+        """Needs super_bits and super_group_size; asymmetric."""
+        _check_double_quant(self.name, scheme, sym=False)
 
     def group_params(self, wg, scheme, min_scale, max_scale, im, search):
         """Per-group (scale, mn >= 0) before double quantization, plus the search weights (or None)."""
@@ -147,6 +162,13 @@ class IntSymDQ(DataType):
     """int_sym_dq: GGUF q3_k / q6_k."""
 
     name = "int_sym_dq"
+    bits = (3, 6)
+    kind = "gguf"
+    gguf_types = {3: "q3_k", 6: "q6_k"}
+
+    def check(self, scheme):
+        """Needs super_bits and super_group_size; symmetric."""
+        _check_double_quant(self.name, scheme, sym=True)
 
     def group_scale(self, wg, scheme, min_scale, max_scale, im, search):
         """Signed per-group scale before double quantization (the largest magnitude maps to -2^(b-1))."""

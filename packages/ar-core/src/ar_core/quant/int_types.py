@@ -34,6 +34,27 @@ class IntType(DataType):
     """int: sym uses the full signed range (largest magnitude maps to -2^(b-1)), asym an integer zero point."""
 
     name = "int"
+    bits = (2, 3, 4, 5, 6, 8)
+    pack_multiple = 32  # int weight-only exports pack 32-bit words along both dims
+
+    def storage_kind(self, scheme: QuantScheme) -> str:
+        """int_sym / int_asym for weight-only schemes; int_w8a8 (W8A8 int) or int_act with quantized activations."""
+        if scheme.quantizes_activations:
+            return "int_w8a8" if (scheme.bits, scheme.act_bits, scheme.act_data_type) == (8, 8, "int") else "int_act"
+        return "int_sym" if scheme.sym else "int_asym"
+
+    def param_bits(self, scheme: QuantScheme, groups: int, scale_bits: int) -> int:
+        """One scale per group, plus a bits-wide zero point when asymmetric."""
+        return groups * (scale_bits + (0 if scheme.sym else scheme.bits))
+
+    def shape_fallback(self, n_in, n_out, scheme, gguf_format):
+        """Weight-only int outside the GGUF format packs words: n_in and n_out must be multiples of 32."""
+        if not scheme.quantizes_activations and not gguf_format:
+            bad = [f"{k}={v}" for k, v in (("in_features", n_in), ("out_features", n_out)) if v % self.pack_multiple]
+            if bad:
+                return QuantScheme(bits=16, data_type="float"), \
+                    f"{' and '.join(bad)} not a multiple of {self.pack_multiple} (int packing)"
+        return super().shape_fallback(n_in, n_out, scheme, gguf_format)
 
     def scale_zero(self, wg, scheme: QuantScheme, min_scale=None, max_scale=None):
         """Per-group (scale, zero) before rounding; scale keeps gradients through min/max scales."""

@@ -54,7 +54,14 @@ class MxFpType(DataType):
     """mx_fp: E8M0 shared exponent (floor rule) with FP4 E2M1 / FP6 E2M3 / FP8 E4M3 elements."""
 
     name = "mx_fp"
+    bits = (4, 6, 8)
+    kind = "mx_fp"
+    fixed_group_size = 32
     rceil = False
+
+    def param_bits(self, scheme, groups, scale_bits):
+        """One E8M0 byte per group."""
+        return groups * 8
 
     def element_format(self, scheme: QuantScheme) -> ElementFormat:
         """The element grid for `scheme.bits`."""
@@ -97,6 +104,8 @@ class MxIntType(MxFpType):
     """mx_int: E8M0 shared exponent with sign-magnitude integer elements k * 2^-(bits-2)."""
 
     name = "mx_int"
+    bits = (2, 4, 8)
+    kind = "mx_int"
 
     def element_format(self, scheme: QuantScheme) -> ElementFormat:
         return MX_INT_FORMATS[scheme.bits]

@@ -37,6 +37,13 @@ class NvFpType(DataType):
     """nv_fp: NVFP4 (group 16); QuantizedTensor.extras['global_scale'] holds gs; w = fp4 * scale / gs."""
 
     name = "nv_fp"
+    bits = (4,)
+    kind = "nv_fp"
+    fixed_group_size = 16
+
+    def param_bits(self, scheme, groups, scale_bits):
+        """One E4M3 byte per group and a float32 global scale per tensor."""
+        return groups * 8 + 32
 
     def encode(self, wg, scheme, v=None, min_scale=None, max_scale=None, imatrix=None, search=False,
                global_scale=None):

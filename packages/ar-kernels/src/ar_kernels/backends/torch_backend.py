@@ -1,6 +1,6 @@
 """The torch reference backend: every packing, every device, dequantize then matmul in the input dtype."""
 
-from ar_core.scheme import DATA_TYPE_BITS
+from ar_core.quant import data_type_names, get_data_type
 
 from ..qlinear import PACKINGS
 from .base import Backend
@@ -10,7 +10,7 @@ BACKEND = Backend(
     devices=("cpu", "cuda", "mps", "xpu"),
     packings=PACKINGS,
     data_types=("int", "mx_fp", "mx_fp_rceil", "mx_int", "nv_fp", "fp"),
-    bits=tuple(sorted({b for bs in DATA_TYPE_BITS.values() for b in bs if b < 16})),
+    bits=tuple(sorted({b for n in data_type_names() for b in get_data_type(n).bits if b < 16})),
     modules="ar_kernels.qlinear:TORCH_MODULES",
     priority=0,
     description="reference: dequantize in float32 (optionally cached), matmul in the input dtype",

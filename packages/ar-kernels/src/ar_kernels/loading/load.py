@@ -16,6 +16,7 @@ from ar_core.remote_code import remote_code_guard
 from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
+from ..hf_quantizer import enable_transformers_integration
 from ..qlinear.act import InputQuant
 from . import compressed
 from .auto import from_config
@@ -146,10 +147,12 @@ def load(path: str | Path, device: str | torch.device = "cpu", backend: str | No
     device: "cpu", "cuda", ... or "auto"; backend: a backend name to force (default: best per layer); dtype:
     compute dtype of the model (default: the config's dtype, float32 when absent). `model.ar_backends` maps each
     quantized layer to (backend, reason). A `rotation_config` in the quantization config re-inserts the run's online
-    rotations (ar_core.rotation). Raises CheckpointError when config and tensors disagree.
+    rotations (ar_core.rotation). Raises CheckpointError when config and tensors disagree. Also installs the
+    transformers integration (`ar_kernels.hf_quantizer`), so from_pretrained of the same folder loads it alike.
     """
     from transformers import AutoConfig
 
+    enable_transformers_integration()
     path = Path(path)
     q = quantization_config(path)
     with remote_code_guard(path, trust_remote_code):
