@@ -118,13 +118,13 @@ def compare(got: dict[str, str], want: dict[str, str]) -> None:
 
 @pytest.mark.parametrize("case", list(TINY))
 def test_tiny_model_outputs_match_golden(case, tmp_path):
-    compare(tiny_hashes(case, tmp_path), expected("tiny", case))
+    compare(tiny_hashes(case, tmp_path / "out"), expected("tiny", case))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", list(SMOLLM2))
 def test_smollm2_outputs_match_golden(case, tmp_path):
-    compare(smollm2_hashes(case, tmp_path), expected("smollm2", case))
+    compare(smollm2_hashes(case, tmp_path / "out"), expected("smollm2", case))
 
 
 def update(slow: bool) -> None:

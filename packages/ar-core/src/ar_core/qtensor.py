@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from .registry import get_data_type
 from .scheme import QuantScheme
 
 
@@ -45,7 +46,5 @@ class QuantizedTensor:
         return self.shape[-1]
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """The weight these codes stand for, in `dtype`."""
-        from .quant import dequantize
-
-        return dequantize(self).to(dtype)
+        """The weight these codes stand for, in `dtype` (its data type's `decode`, found in the registry)."""
+        return get_data_type(self.scheme.data_type).dequantize(self).to(dtype)
