@@ -83,10 +83,14 @@ def walk(tmp_path_factory):
         records = None if preset in GGUF else WALK.quantize(model, preset, **_scheme(preset))
         for fmt in dict.fromkeys(f for f, p, _ in SELECTION if p == preset):
             out = WALK.folder(root, fmt, preset)
-            ours[out] = WALK.our_logits(WALK.write(model, tok, fmt, preset, records, out), ids)
+            try:  # one failing pair (writer or ar_kernels.load) fails its own test, not the whole walk
+                ours[out] = WALK.our_logits(WALK.write(model, tok, fmt, preset, records, out), ids)
+            except Exception as exc:  # noqa: BLE001
+                ours[out] = f"{type(exc).__name__}: {str(exc)[:300]}"
         del records
     for fmt, preset, consumer in SELECTION:
-        by_consumer.setdefault(consumer, []).append(WALK.folder(root, fmt, preset))
+        if not isinstance(ours[WALK.folder(root, fmt, preset)], str):
+            by_consumer.setdefault(consumer, []).append(WALK.folder(root, fmt, preset))
     WALK.run_consumers(root / "ids.pt", by_consumer)
     with torch.no_grad():
         fp = model(ids).logits.float()
@@ -97,5 +101,6 @@ def walk(tmp_path_factory):
 def test_smollm2_loads_in_its_consumer(walk, fmt, preset, consumer):
     root, ours, fp = walk
     out = WALK.folder(root, fmt, preset)
+    assert not isinstance(ours[out], str), f"writing or loading {fmt} {preset} with ar_kernels: {ours[out]}"
     ratio = WALK.check(WALK.result(out, consumer), ours[out], fp, f"{consumer} on {fmt} {preset}")
     print(f"{fmt} {preset} {consumer}: max|diff| / range = {ratio:.4f}")
