@@ -28,7 +28,7 @@ def test_w8_rtn_save_load_generate_close_to_16bit(family, tmp_path):
     assert {p.name for p in path.iterdir()} >= {"model_index.json", "vae", "text_encoder", "tokenizer", "scheduler"}
     loaded = load_pipeline(path)
     block = loaded.transformer.transformer_blocks[0]
-    assert type(block.attn.to_q).__name__ == "GPTQLinear"
+    assert type(block.attn.to_q).__name__ == "CPUIntLinear"  # ar_kernels' cpu backend
     assert type(loaded.transformer.proj_out).__name__ == "Linear"  # outside the blocks: 16-bit
     result = compare_pipelines(loaded, reference, HELD_OUT[:1], **GEN)
     assert result["image_psnr"] > 35 and result["latent_psnr"] > 30 and result["image_ssim"] > 0.99

@@ -192,6 +192,9 @@ def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = 
     or input_global_scale for NVFP4) and `zero` a static int zero point, None for dynamic specs. Returned in x's
     dtype."""
     flat = x.reshape(-1, x.shape[-1])
+    ragged = spec.group_size > 0 and spec.data_type in ("int", "fp") and flat.shape[-1] % spec.group_size
+    if ragged:  # a partial last group: zeros change no group maximum and are dropped again below
+        flat = torch.nn.functional.pad(flat, (0, spec.group_size - ragged))
     scale = None if scale is None else scale.to(flat.device)
     if spec.data_type == "int":
         out = _int_qdq(flat, spec, scale, None if zero is None else zero.to(flat.device))
@@ -204,7 +207,7 @@ def quantize_input(x: torch.Tensor, spec: ActSpec, scale: torch.Tensor | None = 
     else:
         with torch.no_grad():
             out = fake_quantize(flat.float(), QuantScheme(bits=spec.bits, group_size=32, data_type=spec.data_type))
-    return out.reshape(x.shape).to(x.dtype)
+    return out[..., :x.shape[-1]].reshape(x.shape).to(x.dtype)
 
 
 class InputQuant(nn.Module):
