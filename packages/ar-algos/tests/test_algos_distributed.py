@@ -40,14 +40,19 @@ def load(path: Path) -> dict:
 
 
 def assert_close_records(one: dict, many: dict) -> None:
-    """Same layers; >= 99% of the codes equal; scales within 1e-3 relative."""
+    """Same layers; >= 99% of the codes equal; >= 99% of the scales within 1e-3 relative and all within 1% (a
+    statistic summed in another order can tip a near-tie of the optimized-RTN grid to the neighbouring point)."""
     assert one.keys() == many.keys()
-    same = total = 0
+    same = total = close = scales = 0
     for n in one:
         same += int((one[n].codes == many[n].codes).sum())
         total += one[n].codes.numel()
-        torch.testing.assert_close(one[n].scale, many[n].scale, rtol=1e-3, atol=1e-6)
+        a, b = one[n].scale.float(), many[n].scale.float()
+        close += int(torch.isclose(a, b, rtol=1e-3, atol=1e-6).sum())
+        scales += a.numel()
+        torch.testing.assert_close(a, b, rtol=1e-2, atol=1e-6)
     assert same / total >= 0.99, f"{same}/{total} codes equal"
+    assert close / scales >= 0.99, f"{close}/{scales} scales within 1e-3"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from functools import cache
 from typing import Callable
 
 import torch
@@ -35,23 +34,11 @@ EVAL_SAMPLES = 64  # samples of the fixed set the candidates are compared on
 LOSS_SCALE = 1000.0  # gradients are taken of loss * LOSS_SCALE (matters for Adam only)
 
 
-@cache
-def _cpu_has_fast_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively (AMX or AVX512-BF16 in /proc/cpuinfo's flags)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def fast_bf16(device: torch.device) -> bool:
-    """Whether mixed precision (bf16 autocast) pays on `device`: CUDA, or a CPU with AMX / AVX512-BF16."""
-    if device.type == "cuda":
-        return True
-    return device.type == "cpu" and torch.backends.cpu.get_cpu_capability().startswith("AVX512") \
-        and _cpu_has_fast_bf16()
+    """Whether `amp` autocasts the tuning step to bf16 on `device`: on CUDA only. On CPU a bf16 step is ~1.9x faster
+    (AMX / AVX512-BF16) but costs quality: SmolLM2-135M W2G32, 30 iterations, held-out ppl 1023 with bf16 autocast
+    against 119 without (opt-RTN alone: 739), so amp is a no-op on CPU until the cause is found."""
+    return device.type == "cuda"
 
 
 def autocast_for(device: torch.device, dtype: torch.dtype, amp: bool):
