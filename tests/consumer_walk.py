@@ -1,5 +1,5 @@
-"""Shared steps of the consumer-table walks (tests/test_consumer_table.py on a tiny Llama, and
-tests/test_consumer_table_smollm2.py on SmolLM2-135M): quantize a preset once, write each format from that one
+"""Steps of the consumer-table walk (tests/test_consumer_table.py on a tiny Llama; written to serve a SmolLM2 walk
+too): quantize a preset once, write each format from that one
 quantization, run one consumer subprocess (tests/consumer_runner.py) over all its folders, and compare the
 consumer's logits with ours.
 
