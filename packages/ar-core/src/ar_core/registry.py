@@ -55,7 +55,7 @@ class Registry:
     def _discover(self) -> dict[str, Any]:
         if self._entry_points is None:
             if self.builtins is not None:
-                import_module(self.builtins)
+                import_module(self.builtins, __package__)  # relative: ar-core may be vendored
             self._entry_points = {ep.name.lower(): ep for ep in entry_points(group=self.group)}
         return self._entry_points
 
@@ -122,7 +122,7 @@ DATASETS = Registry("calibration dataset", "ar.datasets", {
 })
 # data types (ar_core.quant.DataType classes): the built-in ones register on the first lookup, plugins through the
 # "ar.data_types" entry points (a DataType subclass each) or `ar_core.quant.register_data_type`
-DATA_TYPES = Registry("data type", "ar.data_types", builtins="ar_core.quant")
+DATA_TYPES = Registry("data type", "ar.data_types", builtins=".quant")
 
 REGISTRIES: dict[str, Registry] = {"formats": FORMATS, "backends": BACKENDS, "algorithms": ALGORITHMS,
                                    "datasets": DATASETS, "data_types": DATA_TYPES}

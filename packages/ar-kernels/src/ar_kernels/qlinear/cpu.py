@@ -1,8 +1,8 @@
 """`CPUIntLinear`: group-quantized int layers on CPU, repacked once at load for the fastest path torch offers.
 
 4-bit layers the int4 kernel takes (qlinear.int4pack) keep only its repacked bytes and per-group (scale, zero)
-pairs; bfloat16 and float16 activations run the kernel (float16 through bfloat16), float32 activations a
-dequantize + float32 matmul (the kernel's float32 loop is scalar). Every other layer (2/3/8-bit, odd group sizes)
+pairs; bfloat16 activations run the kernel, float16 and float32 activations a dequantize + matmul in their dtype
+(the kernel's float32 loop is scalar, and float16 through its bfloat16 path would lose float16's precision). Every other layer (2/3/8-bit, odd group sizes)
 keeps its codes as an LSB-first int32 stream along the input dim ([N, K*bits/32], ar_core.pack.bitstream) with
 float32 scales and offsets -scale*zero [N, G], and dequantizes with int32 shifts and masks and group-broadcast
 scales, no int64 copy and no full-size gather. An act-order g_idx is turned into a permutation of the input dim
@@ -121,27 +121,26 @@ class CPUIntLinear(QuantLinear):
         return out
 
     def _dequantized_matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """x [M, K] @ W^T, dequantizing ~1 MiB of weight rows at a time (cache-sized, reused allocations) and
-        multiplying them in float32; with `cache_weight`, one matmul in x's dtype with the kept weight."""
+        """x [M, K] @ W^T, dequantizing ~1 MiB of weight rows at a time (cache-sized, reused allocations, float32)
+        and multiplying them in x's dtype; with `cache_weight`, one matmul in x's dtype with the kept weight."""
         if self.cache_weight:
             w = self._dense.get(x.dtype)
             if w is None:
                 w = self._dense[x.dtype] = self._stored_weight().to(x.dtype)
             return x @ w.t()
-        x32 = x.float()
         y = x.new_empty(x.shape[0], self.out_features)
-        for start, stop in self._row_ranges():
-            part = torch.matmul(x32, self._stored_rows_t(start, stop))  # [B, M, rows/B] in float32
+        for start, stop in self._row_ranges():  # float32 inputs in float32; 16-bit ones in their dtype, as consumers do
+            part = torch.matmul(x, self._stored_rows_t(start, stop).to(x.dtype))  # [B, M, rows/B]
             y[:, start:stop] = part.transpose(0, 1).reshape(x.shape[0], stop - start)
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """y = x @ W^T (+ bias) in x's dtype: the int4 kernel for 16-bit inputs, else dequantize + matmul."""
+        """y = x @ W^T (+ bias) in x's dtype: the int4 kernel for bfloat16 inputs, else dequantize + matmul."""
         x = self.quantized_input(x)
         if self.perm is not None:
             x = x.index_select(-1, self.perm)
         flat = x.reshape(-1, self.in_features)
-        if self.uses_kernel and not self.cache_weight and x.dtype in (torch.bfloat16, torch.float16):
+        if self.uses_kernel and not self.cache_weight and x.dtype == torch.bfloat16:
             if self._kernel_sz is None:
                 self._kernel_sz = self.scale_zero.to(torch.bfloat16)
             y = int4pack.matmul(flat.to(torch.bfloat16), self.weight_int4, self.group, self._kernel_sz).to(x.dtype)
