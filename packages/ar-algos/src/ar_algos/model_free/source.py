@@ -107,17 +107,28 @@ def _bytes_of(t: torch.Tensor) -> memoryview:
     return memoryview(t.reshape(-1).view(torch.uint8).numpy())
 
 
-def read_tensor(f, meta: TensorMeta) -> torch.Tensor:
-    """The tensor `meta` read from the open binary file `f` (of the file `meta.shard`)."""
-    t = torch.empty(meta.shape, dtype=torch_dtype(meta.dtype))
-    buf, done = _bytes_of(t), 0
-    f.seek(meta.start)
-    while done < meta.nbytes:
-        n = f.readinto(buf[done:])
-        if not n:
-            raise CheckpointError(f"file {meta.shard!r} ends inside tensor {meta.name!r}; it is truncated")
-        done += n
-    return t
+class TensorReader:
+    """Reads tensors from the open binary file `f` into one reused byte buffer (grown to the largest tensor): one
+    allocation for all of them instead of fresh pages, faulted in and zeroed by the kernel, for every tensor."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buffer = torch.empty(0, dtype=torch.uint8)
+
+    def read(self, meta: TensorMeta) -> torch.Tensor:
+        """The tensor `meta` (of the file `meta.shard`), a view of the buffer: valid until the next `read`."""
+        dtype = torch_dtype(meta.dtype)
+        if self.buffer.numel() < meta.nbytes:
+            self.buffer = torch.empty(meta.nbytes, dtype=torch.uint8)
+        raw = self.buffer[:meta.nbytes]
+        view, done = memoryview(raw.numpy()), 0
+        self.f.seek(meta.start)
+        while done < meta.nbytes:
+            n = self.f.readinto(view[done:])
+            if not n:
+                raise CheckpointError(f"file {meta.shard!r} ends inside tensor {meta.name!r}; it is truncated")
+            done += n
+        return raw.view(dtype).view(meta.shape)
 
 
 def append_tensor(f, name: str, t: torch.Tensor, path: str) -> TensorMeta:

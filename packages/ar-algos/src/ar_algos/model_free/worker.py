@@ -1,9 +1,10 @@
 """One worker's job: quantize the layers of one source shard with RTN and pack them with the format writer.
 
-Tensors are read one at a time from the shard with plain file reads (no memory map) and each packed tensor's bytes
-are appended to the worker's part file as soon as it is made, so a worker holds one source tensor and its packed
-output (plus the quantizer's temporaries), never its shard. The part file is raw bytes; the result says where each
-tensor lies in it.
+Tensors are read one at a time from the shard with plain file reads (no memory map) into one reused buffer and each
+packed tensor's bytes are appended to the worker's part file as soon as it is made, so a worker holds one source
+tensor and its packed output (plus the quantizer's temporaries), never its shard. The part file is raw bytes; the
+result says where each tensor lies in it, or, for a tensor that goes out unchanged (embeddings, norms, 16-bit
+layers), where it lies in the source file, so such a tensor is never read, written or copied twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from ar_core.plan.types import scheme_from_dict
 from ar_core.quant import quantize
 
 from .context import ShapeContext
-from .source import TensorMeta, append_tensor, read_header, read_tensor
+from .rtn import handles, quantize_rows
+from .source import TensorMeta, TensorReader, append_tensor, read_header, torch_dtype
 
 
 @dataclass
@@ -39,8 +41,8 @@ class ShardTask:
 
 @dataclass
 class ShardResult:
-    """Output tensor names produced per source key (in order), where each lies in the part file, peak tensor bytes
-    held and seconds spent."""
+    """Output tensor names produced per source key (in order), where each lies (in the part file, or in the source
+    file when kept unchanged), peak tensor bytes held and seconds spent."""
 
     target: str
     outputs: dict[str, list[str]] = field(default_factory=dict)
@@ -54,16 +56,26 @@ def _nbytes(t: torch.Tensor) -> int:
 
 
 def _pack(task: ShardTask, key: str, t: torch.Tensor, schemes: dict, ctx: ShapeContext) -> dict[str, torch.Tensor]:
-    """The output tensors of source tensor `key`: its packed layer, or itself cast to the save dtype."""
+    """The output tensors of source tensor `key`: its packed layer, or itself cast to the save dtype (`_kept_as_is`
+    tensors never come here)."""
     if key not in task.quant:
-        return {key: t.to(ctx.dtype) if t.is_floating_point() else t}
+        return {key: t.to(ctx.dtype)}
     name, transposed = task.quant[key]
-    qt = quantize(t.t() if transposed else t, schemes[name])
+    w, scheme = (t.t() if transposed else t), schemes[name]
+    qt = quantize_rows(w, scheme) if handles(scheme) else quantize(w, scheme)
     return {f"{name}.{suffix}": v.contiguous() for suffix, v in task.writer.layer_tensors(name, qt, ctx).items()}
 
 
+def _kept_as_is(task: ShardTask, meta: TensorMeta, dtype: torch.dtype) -> bool:
+    """Whether source tensor `meta` goes to the output unchanged (not quantized, no cast to the save dtype)."""
+    stored = torch_dtype(meta.dtype)
+    return meta.name not in task.quant and (stored == dtype or not stored.is_floating_point)
+
+
 def quantize_shard(task: ShardTask) -> ShardResult:
-    """Run one ShardTask (also the entry point of worker processes)."""
+    """Run one ShardTask (also the entry point of worker processes). A tensor that goes to the output unchanged is
+    neither read nor written here: its result entry points at its bytes in the source file, which the final writer
+    copies from there."""
     start = time.perf_counter()
     layers = [(n, scheme_from_dict(s), tuple(shape)) for n, s, shape in task.layers]
     ctx = ShapeContext(layers, {}, getattr(torch, task.dtype))
@@ -71,8 +83,12 @@ def quantize_shard(task: ShardTask) -> ShardResult:
     result = ShardResult(task.target)
     source = read_header(task.source)
     with torch.inference_mode(), open(task.source, "rb") as src, open(task.target, "wb") as part:
+        reader = TensorReader(src)
         for key in task.keys:
-            t = read_tensor(src, source[key])
+            if _kept_as_is(task, source[key], ctx.dtype):
+                result.stored[key], result.outputs[key] = source[key], [key]
+                continue
+            t = reader.read(source[key])
             packed = _pack(task, key, t, schemes, ctx)
             held = _nbytes(t) + sum(_nbytes(v) for v in packed.values() if v is not t)
             result.peak_bytes = max(result.peak_bytes, held)

@@ -123,5 +123,6 @@ def unpack_last(words: torch.Tensor, bits: int, length: int) -> torch.Tensor:
 
 
 def to_int32(words: torch.Tensor) -> torch.Tensor:
-    """int64 words in [0, 2^32) -> int32 with two's-complement wrap-around (how GPTQ stores them)."""
-    return torch.where(words >= 1 << 31, words - (1 << 32), words).to(torch.int32)
+    """int64 words in [0, 2^32) -> int32 with two's-complement wrap-around (how GPTQ stores them): the cast keeps
+    the low 32 bits, in one pass."""
+    return words.to(torch.int32)

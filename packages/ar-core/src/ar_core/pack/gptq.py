@@ -17,7 +17,7 @@ BITS = (2, 3, 4, 8)
 def pack_rows(q: torch.Tensor, bits: int) -> torch.Tensor:
     """Pack codes [K, N] in [0, 2^bits) along K into int32 [ceil(K/32)*bits, N] (K zero-padded to 32)."""
     check_bits(bits, BITS, "gptq")
-    return to_int32(pack_last(q.t(), bits).t().contiguous())
+    return to_int32(pack_last(q.t(), bits)).t().contiguous()
 
 
 def unpack_rows(packed: torch.Tensor, bits: int, k: int) -> torch.Tensor:
