@@ -17,7 +17,7 @@ from ar_core.qtensor import QuantizedTensor
 from ar_core.quant import get_data_type, group_count, resolve_group_size
 from ar_core.scheme import QuantScheme
 
-CHUNK_VALUES = 1 << 18  # values per chunk: 1 MiB of float32 per temporary
+CHUNK_VALUES = 1 << 19  # values per chunk: 2 MiB of float32 per temporary
 
 
 def handles(scheme: QuantScheme) -> bool:

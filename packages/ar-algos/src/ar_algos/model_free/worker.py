@@ -77,7 +77,11 @@ def quantize_shard(task: ShardTask) -> ShardResult:
     neither read nor written here: its result entry points at its bytes in the source file, which the final writer
     copies from there."""
     start = time.perf_counter()
-    layers = [(n, scheme_from_dict(s), tuple(shape)) for n, s, shape in task.layers]
+    built: dict[int, Any] = {}  # one QuantScheme per scheme dict (describe_layers shares equal ones)
+    for _, d, _ in task.layers:
+        if id(d) not in built:
+            built[id(d)] = scheme_from_dict(d)
+    layers = [(n, built[id(d)], tuple(shape)) for n, d, shape in task.layers]
     ctx = ShapeContext(layers, {}, getattr(torch, task.dtype))
     schemes = {n: s for n, s, _ in layers}
     result = ShardResult(task.target)
@@ -136,8 +140,12 @@ def run_tasks(tasks: list[ShardTask], workers: int) -> list[ShardResult]:
 
 
 def describe_layers(layers: list[tuple[str, Any, tuple[int, int]]]) -> list[tuple[str, dict, tuple[int, int]]]:
-    """(name, QuantScheme, shape) -> picklable (name, scheme dict, shape)."""
-    return [(n, s.to_dict(), tuple(shape)) for n, s, shape in layers]
+    """(name, QuantScheme, shape) -> picklable (name, scheme dict, shape); equal schemes share one dict."""
+    dicts: dict[Any, dict] = {}
+    for _, s, _ in layers:
+        if s not in dicts:
+            dicts[s] = s.to_dict()
+    return [(n, dicts[s], tuple(shape)) for n, s, shape in layers]
 
 
 def task_path(tmp: Path, index: int) -> str:
