@@ -1,6 +1,7 @@
 """CPU W4G128 linear layers: ours (the `cpu` backend, CPUIntLinear) against dense bf16/fp32 matmuls, the torch
 reference backend (GPTQLinear) and the reference auto-round 0.16.1's CPU QuantLinear, in one run; then `generate`
-tokens/s of the embedded SmolLM2-135M with every block linear at W4 (cpu backend) against the bf16 model.
+tokens/s of the embedded SmolLM2-135M and Qwen2.5-Coder-0.5B with every block linear at W4 (cpu backend, RTN asym,
+group 128 where every block linear's width allows it, else 64) against the bf16 model.
 
 Systems run interleaved (A/B/A/B, `--reps` rounds) on the same thread count; each cell is the median of the rounds.
 Prints markdown tables and the load average before and after.
@@ -30,6 +31,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--slow_reps", type=int, default=2, help="rounds for the dequantize-every-call layers")
     p.add_argument("--tokens", type=int, default=32, help="new tokens per generate call (0: skip generate)")
     p.add_argument("--skip_layers", action="store_true")
+    p.add_argument("--models", nargs="+", default=["smollm2-135m", "qwen2.5-coder-0.5b"],
+                   help="embedded models to generate with")
     return p.parse_args(argv)
 
 
@@ -87,13 +90,19 @@ def layer_rows(args) -> list[str]:
     return rows
 
 
-def w4_smollm2(model):
-    """The model with every block linear replaced by an RTN W4 g64 asym CPUIntLinear (576 is not a multiple of 128)."""
+def w4_group(model) -> int:
+    """The largest of 128, 64, 32 that divides the in_features of every block linear."""
+    ins = {m.in_features for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".layers." in n}
+    return next(g for g in (128, 64, 32) if all(k % g == 0 for k in ins))
+
+
+def w4_model(model, group: int):
+    """The model with every block linear replaced by an RTN W4 asym CPUIntLinear of group size `group`."""
     from ar_core.quant import quantize
     from ar_core.scheme import QuantScheme
     from ar_kernels.qlinear.cpu import CPUIntLinear
 
-    scheme = QuantScheme(bits=4, group_size=64, sym=False)
+    scheme = QuantScheme(bits=4, group_size=group, sym=False)
     for name, mod in list(model.named_modules()):
         if isinstance(mod, torch.nn.Linear) and ".layers." in name:
             qt = quantize(mod.weight.detach().float(), scheme)
@@ -102,27 +111,31 @@ def w4_smollm2(model):
 
 
 def generate_rows(args) -> list[str]:
-    """Tokens/s of greedy generate, bf16 model vs W4 (cpu backend), interleaved."""
+    """Tokens/s of greedy generate per embedded model, bf16 model vs W4 (cpu backend), interleaved."""
     from transformers import AutoModelForCausalLM
 
     from ar_algos.models import embedded_model_path
 
-    path = embedded_model_path("smollm2-135m")
-    bf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
-    w4 = w4_smollm2(AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval())
-    ids = torch.tensor([[1, 504, 3458, 314, 5248, 282, 260]])
-    rates: dict[str, list[float]] = {"bf16": [], "W4 cpu backend": []}
-    with torch.no_grad():
-        for _ in range(max(2, args.reps // 2)):
-            for name, model in (("bf16", bf16), ("W4 cpu backend", w4)):
-                ms = timed(lambda: model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
-                                                  do_sample=False))
-                rates[name].append(args.tokens / ms * 1e3)
-    best = {k: max(v) for k, v in rates.items()}
-    row = (f"| SmolLM2-135M | {args.tokens} | {best['bf16']:.1f} | {best['W4 cpu backend']:.1f} | "
-           f"{best['W4 cpu backend'] / best['bf16']:.2f}x |")
-    print(row, flush=True)
-    return [row]
+    rows = []
+    for name in args.models:
+        path = embedded_model_path(name)
+        bf16 = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval()
+        group = w4_group(bf16)
+        w4 = w4_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16).eval(), group)
+        ids = torch.tensor([[1, 504, 3458, 314, 5248, 282, 260]])
+        rates: dict[str, list[float]] = {"bf16": [], "W4": []}
+        with torch.no_grad():
+            for _ in range(max(2, args.reps // 2)):
+                for kind, model in (("bf16", bf16), ("W4", w4)):
+                    ms = timed(lambda: model.generate(ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens,
+                                                      do_sample=False))
+                    rates[kind].append(args.tokens / ms * 1e3)
+        best = {k: max(v) for k, v in rates.items()}
+        rows.append(f"| {name} | g{group} | {args.tokens} | {best['bf16']:.1f} | {best['W4']:.1f} | "
+                    f"{best['W4'] / best['bf16']:.2f}x |")
+        print(rows[-1], flush=True)
+        del bf16, w4
+    return rows
 
 
 def main(argv=None) -> None:
@@ -136,8 +149,8 @@ def main(argv=None) -> None:
         print("|---|---|---|---|---|---|---|---|---|---|")
         layer_rows(args)
     if args.tokens:
-        print("| model | new tokens | bf16 tok/s | W4 g64 (cpu backend) tok/s | W4 / bf16 |")
-        print("|---|---|---|---|---|")
+        print("| model | W4 asym group | new tokens | bf16 tok/s | W4 (cpu backend) tok/s | W4 / bf16 |")
+        print("|---|---|---|---|---|---|")
         generate_rows(args)
     print(f"load average after {os.getloadavg()}", flush=True)
 
