@@ -31,7 +31,8 @@ from pathlib import Path
 CPU_CLOCK = """
 import resource, sys, time
 def cpu():
-    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)))
+    who = (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, who))
 """
 CHILD = {
     "read": CPU_CLOCK + """
