@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
+from ar_core.export_request import in_block
 from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 
 from .auto_round import AUTOROUND_VERSION
-from .checkpoint import SaveContext, Writer, in_block, require
+from .checkpoint import SaveContext, Writer, require
 from .qconfig import blocks, differing_layers, exact_regex, global_scheme, layer_schemes
 
 GPTQ_KEYS = ("bits", "group_size", "sym")
