@@ -17,14 +17,20 @@ from ..errors import ArError, CheckpointError, field_error
 from ..pack import awq, gptq, mlx
 from ..pack.bitstream import pack_last, packed_words, to_int32, unpack_last
 from ..qtensor import QuantizedTensor
+from ..registry import get_data_type
 from ..scheme import QuantScheme
 from .base import Layout, Shapes, describe, expect, group_count, int_zero, per_row_groups, register_layout
 
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def _is_int(scheme: QuantScheme) -> bool:
+    """Whether readers load the scheme's data type as int ((code - zero) * scale; e.g. a plugin's int_pow2)."""
+    return get_data_type(scheme.data_type).stored_name() == "int"
+
+
 def _int_refusal(scheme: QuantScheme, bits: tuple[int, ...]) -> str | None:
-    if scheme.data_type != "int" or scheme.bits not in bits:
+    if not _is_int(scheme) or scheme.bits not in bits:
         return f"holds int {list(bits)}-bit"
     return None
 
@@ -105,7 +111,7 @@ class AWQLayout(Layout):
     name, stores = "awq", "qweight"
 
     def refusal(self, scheme, in_features, out_features):
-        if scheme.data_type != "int" or scheme.bits != 4:
+        if not _is_int(scheme) or scheme.bits != 4:
             return "holds int 4-bit only"
         return None if out_features % 8 == 0 else f"needs out_features % 8 == 0 (got {out_features})"
 
@@ -184,7 +190,7 @@ class PackQuantizedLayout(Layout):
     name, stores = "pack_quantized", "weight_packed"
 
     def refusal(self, scheme, in_features, out_features):
-        return None if scheme.data_type == "int" and 1 <= scheme.bits <= 8 else "holds int 1..8-bit"
+        return None if _is_int(scheme) and 1 <= scheme.bits <= 8 else "holds int 1..8-bit"
 
     def shapes(self, scheme, in_features, out_features) -> Shapes:
         return {"weight_packed": ((out_features, -(-in_features * scheme.bits // 32)), (torch.int32,))}
@@ -221,7 +227,7 @@ class IntQuantizedLayout(Layout):
     name, stores = "int_quantized", "int8"
 
     def refusal(self, scheme, in_features, out_features):
-        return None if scheme.data_type == "int" and 1 <= scheme.bits <= 8 else "holds int 1..8-bit"
+        return None if _is_int(scheme) and 1 <= scheme.bits <= 8 else "holds int 1..8-bit"
 
     def shapes(self, scheme, in_features, out_features) -> Shapes:
         return {"weight": ((out_features, in_features), (torch.int8,))}
