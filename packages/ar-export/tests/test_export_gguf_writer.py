@@ -15,6 +15,7 @@ spm = pytest.importorskip("sentencepiece")
 transformers = pytest.importorskip("transformers")
 
 from ar_core.errors import PluginError, SchemeError  # noqa: E402
+from ar_core.export_request import build_request  # noqa: E402
 from ar_core.pack.gguf import rows_to_float  # noqa: E402
 from ar_core.presets import gguf_scheme, parse_scheme  # noqa: E402
 from ar_core.quant import quantize  # noqa: E402
@@ -23,7 +24,7 @@ from ar_core.scheme import QuantScheme  # noqa: E402
 from ar_export.gguf import (FORMAT, dequantized_state_dict, export_tensors, layer_schemes,  # noqa: E402
                             layer_types, write_gguf)
 from ar_export.gguf import writer  # noqa: E402
-from ar_export.gguf.format import mix_of  # noqa: E402
+from ar_export.gguf.format import request_mix  # noqa: E402
 from ar_export.gguf.writer import quantize_rows  # noqa: E402
 
 TEXT = "Hello world, the quick brown fox jumps over the lazy dog 42 times."
@@ -187,9 +188,9 @@ def test_format_plugin_saves_and_checks(tmp_path):
     assert gguf.GGUFReader(files[0]).get_field("general.file_type").contents() == 15  # MOSTLY_Q4_K_M
     assert FORMAT.supports(gguf_scheme("q6_k")) and FORMAT.supports(gguf_scheme("q8_0"))
     assert FORMAT.supports(QuantScheme(bits=16))
-    assert mix_of({"a": qt}, {"gguf": "Q3_K_L"}) == "Q3_K_L"
+    assert request_mix(build_request({"a": qt}, {"gguf": "Q3_K_L"})) == "Q3_K_L"
     with pytest.raises(SchemeError, match="mix"):
-        mix_of({"a": quantize(w, gguf_scheme("q4_k"))}, {})
+        request_mix(build_request({"a": quantize(w, gguf_scheme("q4_k"))}, {}))
     w4 = parse_scheme("W4A16")
     assert not FORMAT.supports(w4)
     with pytest.raises(SchemeError, match="GGUF"):

@@ -6,7 +6,8 @@ import torch
 from ar_core.pack import awq, fp4, gptq, mlx
 from ar_core.presets import parse_scheme
 from ar_core.quant import quantize
-from ar_export import layouts
+from ar_core.layouts import get_layout
+from ar_export.act_scales import static_input_scale
 
 
 def _record(scheme, shape=(64, 256), seed=0):
@@ -28,7 +29,7 @@ def _gptq_dequant(t, bits, k, n, zero_offset):
                                            ({"scheme": "W3A16", "sym": False, "group_size": 64}, 0)])
 def test_gptq_layout_dequantizes_like_record(scheme, offset):
     qt = _record(scheme)
-    t = layouts.gptq_tensors(qt, zero_offset=offset, g_idx=True)
+    t = get_layout("gptq" if offset else "gptq_v2").to_tensors(qt, g_idx=True)
     bits = qt.scheme.bits
     assert t["qweight"].shape == (256 * bits // 32, 64) and t["qweight"].dtype == torch.int32
     assert t["qzeros"].shape == (qt.scale.shape[1], 64 * bits // 32) and t["scales"].dtype == torch.float16
@@ -37,13 +38,13 @@ def test_gptq_layout_dequantizes_like_record(scheme, offset):
 
 
 def test_gptq_v1_sym4_zeros_are_seven():
-    t = layouts.gptq_tensors(_record("W4A16"), zero_offset=1)
+    t = get_layout("gptq").to_tensors(_record("W4A16"))
     assert (t["qzeros"] == 0x77777777).all()
 
 
 def test_awq_layout_raw_zeros():
     qt = _record({"scheme": "W4A16", "sym": False})
-    t = layouts.awq_tensors(qt)
+    t = get_layout("awq").to_tensors(qt)
     assert t["qweight"].shape == (256, 8) and t["qzeros"].shape == (2, 8)
     q = awq.unpack(t["qweight"]).float()
     z = awq.unpack(t["qzeros"]).float().repeat_interleave(128, 0)
@@ -55,7 +56,7 @@ def test_awq_layout_raw_zeros():
                                                                                        "group_size": 32}])
 def test_mlx_layout_affine(scheme):
     qt = _record(scheme)
-    t = layouts.mlx_tensors(qt)
+    t = get_layout("mlx").to_tensors(qt)
     gs = qt.scheme.group_size
     q = mlx.unpack(t["weight"], qt.scheme.bits, 256).float()
     w = t["scales"].float().repeat_interleave(gs, 1) * q + t["biases"].float().repeat_interleave(gs, 1)
@@ -70,7 +71,7 @@ def test_compressed_tensors_pack_matches_its_unpacker(scheme):
     from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
 
     qt = _record(scheme)
-    t = layouts.ct_int_tensors(qt, torch.float16)
+    t = get_layout("pack_quantized").to_tensors(qt, torch.float16)
     bits, half = qt.scheme.bits, 2 ** (qt.scheme.bits - 1)
     q = unpack_from_int32(t["weight_packed"], bits, torch.Size(qt.shape)).long()
     assert torch.equal(q + half, qt.codes.long())
@@ -82,12 +83,12 @@ def test_compressed_tensors_pack_matches_its_unpacker(scheme):
 
 def test_mx_and_nvfp4_layouts():
     mx = _record("MXFP4")
-    t = layouts.mx_tensors(mx)
+    t = get_layout("mxfp4").to_tensors(mx)
     assert t["weight_packed"].shape == (64, 128) and t["weight_scale"].shape == (64, 8)
     assert torch.equal(fp4.unpack_nibbles(t["weight_packed"]), mx.codes.to(torch.uint8))
     assert torch.equal(fp4.e8m0_decode(t["weight_scale"]), mx.scale)
     nv = _record("NVFP4")
-    t = layouts.nvfp4_tensors(nv, torch.tensor(10.0))
+    t = get_layout("nvfp4").to_tensors(nv, torch.tensor(10.0))
     assert t["weight_scale"].dtype == torch.float8_e4m3fn and t["weight_scale"].shape == (64, 16)
     assert torch.equal(t["weight_scale"].float(), nv.scale)
     assert t["weight_global_scale"].shape == (1,) and t["input_global_scale"].item() == 10.0
@@ -98,9 +99,9 @@ def test_static_input_scale_needs_act_max():
 
     qt = _record("FP8_STATIC")
     with pytest.raises(ArError, match="act_max"):
-        layouts.static_input_scale(qt, 448.0)
+        static_input_scale(qt, 448.0)
     qt.extras["act_max"] = torch.tensor(448.0 * 3)
-    assert layouts.static_input_scale(qt, 448.0).item() == 3.0
+    assert static_input_scale(qt, 448.0).item() == 3.0
 
 
 def test_gptq_v1_refuses_zero_point_zero():
@@ -109,5 +110,5 @@ def test_gptq_v1_refuses_zero_point_zero():
     qt = _record({"scheme": "W4A16", "sym": False})
     qt.zero[0, 0] = 0
     with pytest.raises(ArError, match="zero"):
-        layouts.gptq_tensors(qt, zero_offset=1)
-    assert layouts.gptq_tensors(qt, zero_offset=0)["qzeros"].shape == (2, 8)
+        get_layout("gptq").to_tensors(qt)
+    assert get_layout("gptq_v2").to_tensors(qt)["qzeros"].shape == (2, 8)

@@ -39,10 +39,14 @@ def test_gptq_layouts(packing, bits, group_size, sym):
     _check(GPTQLinear.from_quantized(qt, bias, packing), qt, bias)
 
 
-def test_gptq_v1_handles_zero_point_zero_and_g_idx():
+def test_gptq_v1_refuses_zero_point_zero_as_the_writer_does():
+    """One GPTQ v1 layout: zero 0 has no zero-1 code, so building the module refuses it like the auto_gptq writer;
+    the raw-zero packing (gptq_v2) holds it, with g_idx."""
     qt = random_int_qt(32, 64, 4, 32, sym=False)
     qt.zero[0, 0] = 0
-    module = GPTQLinear.from_quantized(qt, None, "gptq", g_idx=True)
+    with pytest.raises(ArError, match="zero points >= 1"):
+        GPTQLinear.from_quantized(qt, None, "gptq", g_idx=True)
+    module = GPTQLinear.from_quantized(qt, None, "gptq_v2", g_idx=True)
     assert module.g_idx.tolist() == [i // 32 for i in range(64)]
     _check(module, qt)
 
@@ -130,7 +134,7 @@ def test_from_tensors_names_layer_and_mismatch():
 
 
 def test_bad_scheme_for_layout():
-    with pytest.raises(ArError, match="AWQ holds int 4-bit"):
+    with pytest.raises(ArError, match="packing .awq.: holds int 4-bit"):
         TORCH_MODULES["awq"].from_quantized(random_int_qt(16, 64, 8, 32))
 
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ar_core.errors import ArError, field_error
+from ar_core.export_request import build_request
 from ar_core.io import atomic_output_dir, check_output_dir
 from ar_core.presets import parse_scheme
 from ar_core.qtensor import QuantizedTensor
@@ -347,7 +348,11 @@ class AutoRound:
         if self.scheme.gguf and any(fmt.name == "gguf" for fmt in formats):
             extra["gguf"] = self.scheme.gguf  # the mix asked for, even where every tensor fell back to another type
         info = run_info(self.cfg, self.dataset if self.samples is None else None, **extra)
-        save = dict(tokenizer=self.tokenizer, processor=processor, run_info=info, source_dir=self._source_dir())
+        order = [n for n, _ in model.named_modules() if n in self.records]
+        records = {**{n: self.records[n] for n in order}, **self.records}  # model order (what configs list)
+        request = build_request(records, info)  # decided once for every format
+        save = dict(tokenizer=self.tokenizer, processor=processor, run_info=info, source_dir=self._source_dir(),
+                    request=request)
         if len(formats) == 1:
             return [formats[0].save(Path(output_dir), model, self.records, overwrite=overwrite, **save)]
         folders = [FORMATS.key(fmt.name) for fmt in formats]  # the registry key: no ':' (auto_round:mlx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
+from .export_request import ExportRequest
 from .qtensor import QuantizedTensor
 from .scheme import QuantScheme
 
@@ -15,7 +16,8 @@ class ExportFormat(Protocol):
     `check(schemes)` runs before any quantization and raises ArError when a scheme cannot be held (naming the
     formats that can). `save` writes a complete checkpoint atomically (temporary directory renamed at the end) and
     returns its path. `quantized` maps module names (e.g. "model.layers.0.self_attn.q_proj") to their records;
-    layers absent from it keep the model's own 16-bit weights.
+    layers absent from it keep the model's own 16-bit weights; `request` carries what the run decided for all
+    formats (global scheme, block lists, GGUF mix; see ar_core.export_request), built from the records when None.
     """
 
     name: str
@@ -26,5 +28,6 @@ class ExportFormat(Protocol):
 
     def save(self, output_dir: str | Path, model: Any, quantized: dict[str, QuantizedTensor], *,
              tokenizer: Any = None, processor: Any = None, source_dir: str | Path | None = None,
-             run_info: dict[str, Any] | None = None, overwrite: bool = False) -> Path: ...
+             run_info: dict[str, Any] | None = None, overwrite: bool = False,
+             request: ExportRequest | None = None) -> Path: ...
 

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from ar_core.errors import SchemeError, field_error
+from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 
-from . import layouts
 from .auto_round import AUTOROUND_VERSION
 from .checkpoint import SaveContext, Writer, require
 from .qconfig import blocks, global_scheme, layer_schemes
@@ -40,7 +40,7 @@ class AutoAwqFormat(Writer):
         require(qt.out_features % 8 == 0, f"out_features of {name}", qt.out_features, "a multiple of 8 for auto_awq")
 
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
-        return layouts.awq_tensors(qt)
+        return get_layout("awq").to_tensors(qt)
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
         g = global_scheme(ctx)

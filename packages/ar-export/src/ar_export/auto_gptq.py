@@ -11,11 +11,12 @@ from typing import Any
 
 import torch
 
+from ar_core.export_request import in_block
+from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 
-from . import layouts
 from .auto_round import AUTOROUND_VERSION
-from .checkpoint import SaveContext, Writer, in_block, require
+from .checkpoint import SaveContext, Writer, require
 from .qconfig import blocks, differing_layers, exact_regex, global_scheme, layer_schemes
 
 GPTQ_KEYS = ("bits", "group_size", "sym")
@@ -34,7 +35,7 @@ class AutoGptqFormat(Writer):
                 ">= 1 for auto_gptq (it stores zero - 1); use the auto_round format for this asym model")
 
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
-        return layouts.gptq_tensors(qt, zero_offset=1, g_idx=True)
+        return get_layout("gptq").to_tensors(qt, g_idx=True)
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
         g = global_scheme(ctx)

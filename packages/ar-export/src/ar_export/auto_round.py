@@ -17,9 +17,11 @@ from typing import Any
 import torch
 
 from ar_core.errors import SchemeError, field_error
+from ar_core.layouts import get_layout
+from ar_core.layouts.floats import float_layout
 from ar_core.qtensor import QuantizedTensor
 
-from . import layouts
+from .act_scales import static_input_scale
 from .checkpoint import SaveContext, Writer, require
 from .qconfig import blocks, differing_layers, global_scheme, run_knobs, scheme_entry
 from .support import scheme_kind
@@ -75,24 +77,24 @@ class AutoRoundFormat(Writer):
         fmt = packing_format(ctx.quantized)
         kind = scheme_kind(qt.scheme)
         if fmt == "auto_round:auto_gptq":
-            return layouts.gptq_tensors(qt, zero_offset=1)
+            return get_layout("gptq").to_tensors(qt)
         if fmt == "auto_round:auto_awq":
-            return layouts.awq_tensors(qt)
+            return get_layout("awq").to_tensors(qt)
         if kind in ("int_sym", "int_asym"):
-            return layouts.gptq_tensors(qt, zero_offset=0)
+            return get_layout("gptq_v2").to_tensors(qt)
         if kind in ("mx_fp", "mx_int"):
-            return layouts.mx_tensors(qt)
+            return float_layout(qt.scheme).to_tensors(qt)
         if kind == "nv_fp":
-            act = layouts.static_input_scale(qt, 1.0) if qt.scheme.quantizes_activations else None
-            return layouts.nvfp4_tensors(qt, None if act is None else 448.0 * 6.0 / act)
+            act = static_input_scale(qt, 1.0) if qt.scheme.quantizes_activations else None
+            return get_layout("nvfp4").to_tensors(qt, None if act is None else 448.0 * 6.0 / act)
         if kind == "fp8_static":
             require(qt.scale.numel() in (1, qt.out_features), "group_size", qt.scheme.group_size,
                     "-1 (per channel) or 0 (per tensor) for FP8 in auto_round")
-            out = layouts.fp8_tensors(qt, ctx.dtype, scale_shape=(qt.scale.numel(),))
-            out["input_scale"] = layouts.static_input_scale(qt, 448.0).to(ctx.dtype)
+            out = get_layout("fp8").to_tensors(qt, ctx.dtype, scale_shape=(qt.scale.numel(),))
+            out["input_scale"] = static_input_scale(qt, 448.0).to(ctx.dtype)
             return out
         require(qt.scale.numel() == 1, "group_size", qt.scheme.group_size, "0 (per tensor) for FP8 weight-only")
-        return layouts.fp8_tensors(qt, ctx.dtype, scale_shape=(1,))
+        return get_layout("fp8").to_tensors(qt, ctx.dtype, scale_shape=(1,))
 
     def check_layer(self, name: str, qt: QuantizedTensor) -> None:
         if scheme_kind(qt.scheme) in ("mx_fp", "mx_int", "nv_fp"):

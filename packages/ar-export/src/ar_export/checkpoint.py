@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ar_core.errors import ArError, CheckpointError, field_error
+from ar_core.export_request import ExportRequest, build_request
 from ar_core.io import atomic_output_dir, save_sharded_safetensors
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
@@ -73,13 +74,16 @@ class Writer:
 
     def save(self, output_dir: str | Path, model: Any, quantized: dict[str, QuantizedTensor], *,
              tokenizer: Any = None, processor: Any = None, source_dir: str | Path | None = None,
-             run_info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
-        """Write a complete checkpoint of `model` with `quantized` layers packed; returns the output path."""
+             run_info: dict[str, Any] | None = None, overwrite: bool = False,
+             request: ExportRequest | None = None) -> Path:
+        """Write a complete checkpoint of `model` with `quantized` layers packed; returns the output path.
+
+        `request`: the run's ExportRequest (global scheme, block lists, ...); built from the records when absent."""
         self.check({n: qt.scheme for n, qt in quantized.items()})
         require(any(qt.scheme.is_quantized for qt in quantized.values()), "quantized", "no layer below 16 bits",
                 "at least one quantized Linear layer")
         dtype = self.save_dtype(quantized) or dtypes.save_dtype(model, source_dir)
-        ctx = SaveContext(model, quantized, run_info or {}, dtype)
+        ctx = SaveContext(model, quantized, run_info or {}, dtype, request)
         for name, qt in quantized.items():
             if name not in ctx.linears:
                 raise field_error(CheckpointError, "quantized layer", name, "the name of a Linear module of the model")
@@ -96,15 +100,17 @@ class Writer:
 
 
 class SaveContext:
-    """What a writer needs to know about one save: the model's Linear layers, records, dtype and run info."""
+    """What a writer needs to know about one save: the model's Linear layers, records, dtype, run info and the
+    run's `request` (ar_core.export_request; built here from the records in model order when not given)."""
 
     def __init__(self, model: Any, quantized: dict[str, QuantizedTensor], run_info: dict[str, Any],
-                 dtype: torch.dtype | None):
+                 dtype: torch.dtype | None, request: ExportRequest | None = None):
         self.model = model
         self.quantized = quantized
         self.run_info = run_info
         self.linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
         self.dtype = dtype or dtypes.model_dtype(model)
+        self.request = request or build_request({n: quantized[n] for n in self.linears if n in quantized}, run_info)
 
     @property
     def unquantized(self) -> list[str]:
@@ -165,25 +171,6 @@ def write_side_files(model: Any, out: Path, tokenizer: Any, processor: Any, sour
     for name in names:
         if (src / name).is_file() and not (out / name).exists():
             shutil.copy2(src / name, out / name)
-
-
-def block_prefixes(names: list[str]) -> list[str]:
-    """Prefixes of the repeated blocks holding `names` ('model.layers.3.mlp.up_proj' -> 'model.layers')."""
-    import re
-
-    found = []
-    for n in names:
-        m = re.match(r"^(.*?)\.\d+\.", n)
-        if m and m.group(1) not in found:
-            found.append(m.group(1))
-    return found
-
-
-def in_block(name: str, prefixes: list[str]) -> bool:
-    """True when layer `name` sits inside one of the block lists `prefixes`."""
-    import re
-
-    return any(re.match(rf"^{re.escape(p)}\.\d+\.", name) for p in prefixes)
 
 
 def require(cond: bool, field: str, value: Any, allowed: str) -> None:

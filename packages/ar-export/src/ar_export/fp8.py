@@ -9,9 +9,9 @@ from typing import Any
 import torch
 
 from ar_core.errors import SchemeError, field_error
+from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 
-from . import layouts
 from .auto_round import AUTOROUND_VERSION
 from .checkpoint import SaveContext, Writer
 from .qconfig import global_scheme, layer_schemes
@@ -31,7 +31,7 @@ class Fp8Format(Writer):
             raise field_error(SchemeError, "group_size", sorted(sizes), "one block size for every fp8 layer")
 
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
-        return layouts.fp8_tensors(qt, torch.float32, scale_name="weight_scale_inv")
+        return get_layout("fp8").to_tensors(qt, torch.float32, scale_name="weight_scale_inv")
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
         g = global_scheme(ctx)

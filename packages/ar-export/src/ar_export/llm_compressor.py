@@ -15,10 +15,12 @@ from typing import Any
 
 import torch
 
+from ar_core.layouts import get_layout
+from ar_core.layouts.floats import float_layout
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
-from . import layouts
+from .act_scales import static_input_scale
 from .checkpoint import SaveContext, Writer, require
 from .qconfig import layer_schemes, quantized_names
 from .support import scheme_kind
@@ -96,18 +98,18 @@ class LlmCompressorFormat(Writer):
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
         kind = scheme_kind(qt.scheme)
         if kind in ("int_sym", "int_asym"):
-            return layouts.ct_int_tensors(qt, SCALE_TORCH[qt.scheme.scale_dtype])
+            return get_layout("pack_quantized").to_tensors(qt, SCALE_TORCH[qt.scheme.scale_dtype])
         if kind == "int_w8a8":
-            return layouts.ct_int8_tensors(qt, SCALE_TORCH[qt.scheme.scale_dtype])
+            return get_layout("int_quantized").to_tensors(qt, SCALE_TORCH[qt.scheme.scale_dtype])
         if kind == "mx_fp":
-            return layouts.mx_tensors(qt)
+            return float_layout(qt.scheme).to_tensors(qt)
         if kind == "nv_fp":
-            act = layouts.static_input_scale(qt, 1.0) if qt.scheme.quantizes_activations else None
-            return layouts.nvfp4_tensors(qt, None if act is None else 448.0 * 6.0 / act)
+            act = static_input_scale(qt, 1.0) if qt.scheme.quantizes_activations else None
+            return get_layout("nvfp4").to_tensors(qt, None if act is None else 448.0 * 6.0 / act)
         shape = (1,) if qt.scale.numel() == 1 else None
-        out = layouts.fp8_tensors(qt, ctx.dtype, scale_shape=shape)
+        out = get_layout("fp8").to_tensors(qt, ctx.dtype, scale_shape=shape)
         if kind == "fp8_static":
-            out["input_scale"] = layouts.static_input_scale(qt, 448.0).to(ctx.dtype)
+            out["input_scale"] = static_input_scale(qt, 448.0).to(ctx.dtype)
         return out
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:

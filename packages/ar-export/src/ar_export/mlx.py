@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 
-from . import layouts
 from .auto_round import auto_round_config
 from .checkpoint import SaveContext, Writer, require
 from .qconfig import global_scheme
@@ -46,7 +46,7 @@ class MlxFormat(Writer):
                 f"a multiple of group_size {gs} for MLX")
 
     def layer_tensors(self, name: str, qt: QuantizedTensor, ctx: SaveContext) -> dict[str, torch.Tensor]:
-        return layouts.mlx_tensors(qt)
+        return get_layout("mlx").to_tensors(qt)
 
     def quant_config(self, ctx: SaveContext) -> dict[str, Any]:
         return mlx_quantization(ctx)

@@ -7,13 +7,13 @@ configs hold `dynamic` regex overrides; compressed-tensors holds one `config_gro
 from __future__ import annotations
 
 import re
-from collections import Counter
 from typing import Any
 
+from ar_core.export_request import in_block
 from ar_core.registry import get_data_type
 from ar_core.scheme import QuantScheme
 
-from .checkpoint import SaveContext, block_prefixes, in_block
+from .checkpoint import SaveContext
 
 SCHEME_KEYS = ("bits", "group_size", "sym", "data_type", "act_bits", "act_group_size", "act_sym", "act_data_type",
                "act_dynamic", "super_bits", "super_group_size")
@@ -41,17 +41,13 @@ def quantized_names(ctx: SaveContext) -> list[str]:
 
 
 def blocks(ctx: SaveContext) -> list[str]:
-    """Block-list prefixes (e.g. ['model.layers']) that hold quantized layers."""
-    return block_prefixes(quantized_names(ctx))
+    """Block-list prefixes (e.g. ['model.layers']) that hold quantized layers, as the run's request states them."""
+    return list(ctx.request.block_names)
 
 
 def global_scheme(ctx: SaveContext) -> QuantScheme:
-    """The most common scheme among quantized in-block layers (all quantized layers if none sit in blocks)."""
-    names = quantized_names(ctx)
-    prefixes = block_prefixes(names)
-    pool = [n for n in names if in_block(n, prefixes)] or names
-    counts = Counter(ctx.quantized[n].scheme for n in pool)
-    return counts.most_common(1)[0][0]
+    """The scheme the config states once, as the run's request gives it (ar_core.export_request.common_scheme)."""
+    return ctx.request.global_scheme
 
 
 def differing_layers(ctx: SaveContext) -> dict[str, dict[str, Any]]:

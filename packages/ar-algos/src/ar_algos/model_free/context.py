@@ -1,8 +1,8 @@
 """A save context built from shapes alone, so a registered format writer can pack layers and describe the
 checkpoint without a model object.
 
-Writers read `quantized` (records: scheme and shape), `linears` (layer names in model order), `run_info` and
-`dtype`; the records here are placeholders on the meta device until a real one is packed.
+Writers read `quantized` (records: scheme and shape), `linears` (layer names in model order), `run_info`,
+`dtype` and `request` (the ExportRequest of these records); the records here are placeholders on the meta device until a real one is packed.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from ar_core.export_request import build_request
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
@@ -33,6 +34,7 @@ class ShapeContext:
         self.quantized = {name: placeholder(s, shape) for name, s, shape in layers if s.is_quantized}
         self.run_info = run_info
         self.dtype = dtype
+        self.request = build_request(self.quantized, run_info)
 
     @property
     def unquantized(self) -> list[str]:

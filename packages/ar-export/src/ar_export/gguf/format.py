@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ar_core.errors import ArError, SchemeError, field_error
+from ar_core.export_request import ExportRequest, build_request
 from ar_core.io import atomic_output_dir
 from ar_core.presets import GGUF_MIXES, GGUF_TYPES
 from ar_core.qtensor import QuantizedTensor
@@ -50,26 +50,25 @@ class GGUFFormat:
 
     def save(self, output_dir: str | Path, model: Any, quantized: dict[str, QuantizedTensor], *,
              tokenizer: Any = None, processor: Any = None, source_dir: str | Path | None = None,
-             run_info: dict[str, Any] | None = None, overwrite: bool = False) -> Path:
-        """Write `<output_dir>/<name>-<mix>.gguf`; the mix comes from run_info['gguf'] or the records' scheme."""
+             run_info: dict[str, Any] | None = None, overwrite: bool = False,
+             request: ExportRequest | None = None) -> Path:
+        """Write `<output_dir>/<name>-<mix>.gguf`; the mix is the request's (built from run_info['gguf'] or the
+        records' scheme when no request is given)."""
         self.check({n: qt.scheme for n, qt in quantized.items()})
         run_info = run_info or {}
-        mix = check_mix(mix_of(quantized, run_info))
+        mix = check_mix(request_mix(request or build_request(quantized, run_info)))
         stem = Path(str(getattr(model.config, "_name_or_path", "") or "model")).name or "model"
         with atomic_output_dir(output_dir, overwrite=overwrite) as tmp:
             write_gguf(model, tokenizer, tmp / f"{stem}-{mix}.gguf", mix, quantized, run_info.get("imatrix"))
         return Path(output_dir)
 
 
-def mix_of(quantized: dict[str, QuantizedTensor], run_info: dict[str, Any]) -> str:
-    """The llama.cpp mix of a save: run_info['gguf'], else the most common mix name among the records' schemes."""
-    if run_info.get("gguf"):
-        return run_info["gguf"]
-    tags = Counter(qt.scheme.gguf for qt in quantized.values() if qt.scheme.gguf in GGUF_MIXES)
-    if not tags:
+def request_mix(request: ExportRequest) -> str:
+    """The llama.cpp mix of a save's request (SchemeError when neither the run nor the records name one)."""
+    if request.gguf_mix is None:
         raise field_error(SchemeError, "gguf mix", None,
                           f"run_info['gguf'] or records tagged with a mix ({sorted(GGUF_MIXES)})")
-    return tags.most_common(1)[0][0]
+    return request.gguf_mix
 
 
 FORMAT = GGUFFormat()

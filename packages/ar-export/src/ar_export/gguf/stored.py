@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ar_core.errors import CheckpointError, field_error
-from ar_core.pack.gptq import unpack_cols, unpack_rows
+from ar_core.layouts import get_layout
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
@@ -47,22 +47,15 @@ def layer_scheme(qc: dict[str, Any], layer: str) -> QuantScheme:
 
 
 def layer_record(layer: str, tensors: dict[str, torch.Tensor], scheme: QuantScheme, offset: int) -> QuantizedTensor:
-    """The record a layer's `qweight` / `qzeros` / `scales` (and optional plain-order `g_idx`) stand for."""
-    bits, scales = scheme.bits, tensors["scales"].float()
-    groups, n = scales.shape
-    k = tensors["qweight"].shape[0] * 32 // bits
+    """The record a layer's `qweight` / `qzeros` / `scales` (and optional plain-order `g_idx`) stand for, read by
+    the GPTQ layout of `offset` (ar_core.layouts: "gptq" for zero - 1, "gptq_v2" for raw zeros)."""
+    groups, n = tensors["scales"].shape
+    k = tensors["qweight"].shape[0] * 32 // scheme.bits
     if "g_idx" in tensors:
         k = tensors["g_idx"].numel()
     elif scheme.group_size > 0:
         k = min(k, groups * scheme.group_size)
-    if "g_idx" in tensors and scheme.group_size > 0:
-        plain = torch.arange(k) // scheme.group_size
-        if not torch.equal(tensors["g_idx"].to(torch.int64).cpu(), plain):
-            raise CheckpointError(f"layer {layer!r}: g_idx reorders the input rows (act-order / desc_act); such "
-                                  "layers cannot be converted to GGUF")
-    codes = unpack_rows(tensors["qweight"], bits, k).t().contiguous().to(torch.uint8)
-    zero = (unpack_cols(tensors["qzeros"], bits, n) + offset).t().contiguous().to(torch.int32)
-    return QuantizedTensor(codes=codes, scale=scales.t().contiguous(), zero=zero, scheme=scheme, shape=(n, k))
+    return get_layout("gptq" if offset else "gptq_v2").from_tensors(tensors, scheme, k, n, layer)
 
 
 def split_layers(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], list[str]]:

@@ -12,22 +12,19 @@ import torch
 from torch import nn
 
 from ar_core.errors import CheckpointError
+from ar_core.layouts import get_layout
 from ar_core.remote_code import remote_code_guard
 from ar_core.rotation import restore_rotation
 
 from ..backends import select_backend
 from ..hf_quantizer import enable_transformers_integration
 from ..qlinear.act import InputQuant
-from . import compressed
 from .auto import from_config
 from .checkpoint import CheckpointReader
 from .plan import LayerPlan, plan_layers, quant_method
 
 log = logging.getLogger(__name__)
 
-_STORED_AS = {"gptq": "qweight", "gptq_v2": "qweight", "awq": "qweight", "pack_quantized": "weight_packed",
-              "int_quantized": "int8",
-              "mxfp4": "weight_packed", "nvfp4": "weight_packed", "mlx": "mlx", "fp8": "float8", "mxfp8": "float8"}
 _QUANT_SUFFIXES = ("qweight", "qzeros", "scales", "biases", "weight_packed", "weight_scale", "weight_zero_point",
                    "weight_global_scale", "g_idx", "weight_scale_inv")
 
@@ -75,7 +72,7 @@ def _check_consistent(name: str, plan: LayerPlan | None, tensors: dict, method: 
             raise CheckpointError(f"layer {name!r}: the {method} quantization_config leaves it unquantized but the "
                                   f"checkpoint stores quantized tensors {sorted(tensors)}")
         return
-    want = _STORED_AS[plan.packing]
+    want = get_layout(plan.packing).stores
     if kind != want:
         s = plan.scheme
         raise CheckpointError(f"layer {name!r}: the {method} quantization_config says {s.data_type} {s.bits}-bit "
@@ -120,9 +117,9 @@ def build_layer(name: str, plan: LayerPlan, tensors: dict, in_features: int, out
                 device: torch.device, backend: str | None, dtype: torch.dtype):
     """Select a backend for one layer and build its QuantLinear; returns (module, backend name, reason)."""
     qt, packing = None, plan.packing
-    if packing in ("pack_quantized", "int_quantized"):
-        read = compressed.to_quantized if packing == "pack_quantized" else compressed.int8_to_quantized
-        qt, packing = read(tensors, plan.scheme, in_features, out_features, name), "gptq_v2"
+    if packing in ("pack_quantized", "int_quantized"):  # served as GPTQ order with raw zeros
+        qt = get_layout(packing).from_tensors(tensors, plan.scheme, in_features, out_features, name)
+        packing = "gptq_v2"
         if plan.packing == "int_quantized":  # compressed-tensors holds weight_scale in the model's dtype
             qt.scale = qt.scale.to(dtype).float()
     scheme = plan.scheme if qt is None else qt.scheme

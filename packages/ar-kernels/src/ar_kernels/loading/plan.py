@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ar_core.errors import CheckpointError, SchemeError
+from ar_core.layouts.floats import float_layout
 from ar_core.scheme import QuantScheme
 
 from ..qlinear import act
@@ -71,12 +72,9 @@ def _block_list(value: Any, default: list[str]) -> list[str]:
 
 
 def _auto_round_packing(fmt: str | None, scheme: QuantScheme, layer: str) -> str:
-    if scheme.data_type == "fp" and scheme.bits == 8:
-        return "fp8"
-    if scheme.data_type.startswith("mx_"):  # mx_int 4-bit shares MXFP4's layout (sign-magnitude nibbles)
-        return "mxfp4" if scheme.bits == 4 else "mxfp8"
-    if scheme.data_type == "nv_fp":
-        return "nvfp4"
+    element = float_layout(scheme)  # the writers' choice for float schemes, whatever the packing_format says
+    if element is not None:
+        return element.name
     packing = AUTO_ROUND_INT_PACKINGS.get(fmt or "auto_round:auto_gptq")
     if packing is None:
         raise CheckpointError(f"layer {layer!r}: packing_format {fmt!r} is not supported; known: "

@@ -1,20 +1,13 @@
-"""AWQ GEMM layout (4-bit): qweight int32 [K, N/8] and qzeros int32 [G, N/8] interleaved, scales fp16 [G, N]."""
+"""AWQ GEMM layout (4-bit): qweight int32 [K, N/8] and qzeros int32 [G, N/8] interleaved, scales fp16 [G, N]
+(the tensors of `ar_core.layouts.ints.AWQLayout`)."""
 
 from __future__ import annotations
 
 import torch
 
-from ar_core.errors import ArError, field_error
 from ar_core.pack import awq as codec
 
-from .base import QuantLinear, describe, expect, group_length, per_row_groups
-
-
-def _check_scheme(scheme, out_features: int) -> None:
-    if scheme.data_type != "int" or scheme.bits != 4:
-        raise field_error(ArError, "scheme", f"{scheme.data_type} {scheme.bits}-bit", "AWQ holds int 4-bit only")
-    if out_features % 8:
-        raise field_error(ArError, "out_features", out_features, "a multiple of 8 for the AWQ layout")
+from .base import QuantLinear, group_length
 
 
 class AWQLinear(QuantLinear):
@@ -35,20 +28,7 @@ class AWQLinear(QuantLinear):
         return (self.scales.float()[g] * (q - z[g])).t()
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="awq"):
-        """Pack 4-bit int codes into the AWQ layout."""
-        out, k = qt.shape
-        _check_scheme(qt.scheme, out)
-        zero = per_row_groups(qt.zero, out).t()
-        scales = per_row_groups(qt.scale, out).t().contiguous().to(torch.float16)
-        return cls(k, out, qt.scheme, "awq", codec.pack(qt.codes.t()), codec.pack(zero), scales, bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="awq", layer="?"):
-        _check_scheme(scheme, out_features)
-        what = describe(scheme)
-        groups = -(-in_features // group_length(scheme, in_features))
-        qweight = expect(layer, tensors, "qweight", (in_features, out_features // 8), (torch.int32,), what)
-        qzeros = expect(layer, tensors, "qzeros", (groups, out_features // 8), (torch.int32,), what)
-        scales = expect(layer, tensors, "scales", (groups, out_features), None, what)
-        return cls(in_features, out_features, scheme, "awq", qweight, qzeros, scales, tensors.get("bias"))
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        return cls(in_features, out_features, scheme, "awq", t["qweight"], t["qzeros"], t["scales"],
+                   tensors.get("bias"))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ar_core.errors import CheckpointError
+from ar_core.errors import ArError, field_error
+from ar_core.layouts import Layout, get_layout
 from ar_core.qtensor import QuantizedTensor
 from ar_core.scheme import QuantScheme
 
@@ -17,7 +18,8 @@ class QuantLinear(nn.Module):
     (QuantizedTensor record -> packed buffers) and `from_tensors` (checkpoint tensors -> module, validated).
     `forward` quantizes the input when the checkpoint quantizes activations (`input_quant`, see qlinear.act), then
     dequantizes (or reuses the cached weight when `cache_weight` is set) and multiplies in the input dtype.
-    `packings` lists the layout names a class holds.
+    `packings` lists the packing names a class holds; the tensors of each are those of its `ar_core.layouts`
+    Layout (`layout`), which both builds them from a record and checks them when read from a checkpoint.
     """
 
     packings: tuple[str, ...] = ()
@@ -31,6 +33,11 @@ class QuantLinear(nn.Module):
         self.cache_weight = False
         self._cached: torch.Tensor | None = None
         self.input_quant: nn.Module | None = None
+
+    @property
+    def layout(self) -> Layout:
+        """The registered Layout of this module's packing."""
+        return get_layout(self.packing)
 
     def dequantize_weight(self) -> torch.Tensor:
         """The float32 [out, in] weight the packed buffers stand for."""
@@ -62,9 +69,23 @@ class QuantLinear(nn.Module):
                 f"bits={s.bits}, group_size={s.group_size}, sym={s.sym}, data_type={s.data_type}")
 
     @classmethod
-    def from_quantized(cls, qt: QuantizedTensor, bias: torch.Tensor | None = None, packing: str | None = None):
-        """Pack a QuantizedTensor record into this layout."""
-        raise NotImplementedError
+    def from_quantized(cls, qt: QuantizedTensor, bias: torch.Tensor | None = None, packing: str | None = None,
+                       **options):
+        """Pack a QuantizedTensor record with its packing's Layout (`options` go to `Layout.to_tensors`; packing
+        defaults to the class's first) and build the module from those tensors, as from a checkpoint."""
+        packing = packing or cls.packings[0]
+        tensors = get_layout(packing).to_tensors(qt, **options)
+        if bias is not None:
+            tensors["bias"] = bias
+        return cls.from_tensors(tensors, qt.in_features, qt.out_features, qt.scheme, packing)
+
+    @classmethod
+    def _read(cls, tensors: dict[str, torch.Tensor], in_features: int, out_features: int, scheme: QuantScheme,
+              packing: str, layer: str) -> dict[str, torch.Tensor]:
+        """The checked tensors of `packing` (its Layout's `read`); a packing this class does not hold is refused."""
+        if packing not in cls.packings:
+            raise field_error(ArError, "packing", packing, f"one of {list(cls.packings)} for {cls.__name__}")
+        return get_layout(packing).read(tensors, scheme, in_features, out_features, layer)
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], in_features: int, out_features: int,
@@ -73,32 +94,6 @@ class QuantLinear(nn.Module):
         raise NotImplementedError
 
 
-def expect(layer: str, tensors: dict[str, torch.Tensor], name: str, shape: tuple[int, ...] | None,
-           dtypes: tuple[torch.dtype, ...] | None = None, what: str = "") -> torch.Tensor:
-    """Fetch tensors[name] and check its shape and dtype, raising a CheckpointError that names layer and mismatch."""
-    if name not in tensors:
-        raise CheckpointError(f"layer {layer!r}: tensor {name!r} is missing (have {sorted(tensors)}){what}")
-    t = tensors[name]
-    if shape is not None and tuple(t.shape) != tuple(shape):
-        raise CheckpointError(f"layer {layer!r}: {name} has shape {list(t.shape)} but the quantization config "
-                              f"({what.strip('; ') or 'scheme'}) implies {list(shape)}")
-    if dtypes is not None and t.dtype not in dtypes:
-        raise CheckpointError(f"layer {layer!r}: {name} has dtype {t.dtype}, expected one of {list(dtypes)}")
-    return t
-
-
-def describe(scheme: QuantScheme) -> str:
-    """Short text of a scheme for error messages."""
-    return f"; bits={scheme.bits}, group_size={scheme.group_size}, sym={scheme.sym}, data_type={scheme.data_type}"
-
-
 def group_length(scheme: QuantScheme, in_features: int) -> int:
     """Elements per group along the input dim (whole row for per-channel and per-tensor schemes)."""
     return scheme.effective_group_size(in_features)
-
-
-def per_row_groups(t: torch.Tensor, out_features: int) -> torch.Tensor:
-    """Scale/zero [out, G]; a per-tensor [1, 1] record is broadcast to one group per row."""
-    if t.shape[0] == 1 and out_features != 1:
-        return t.expand(out_features, t.shape[1])
-    return t

@@ -15,12 +15,13 @@ import torch
 from torch import nn
 
 from ar_core.errors import ArError, field_error
+from ar_core.layouts import per_row_groups
 from ar_core.pack import awq as awq_codec
 from ar_core.pack.bitstream import pack_last, to_int32, unpack_words
 
 from . import int4pack
 from .awq import AWQLinear
-from .base import QuantLinear, group_length, per_row_groups
+from .base import QuantLinear, group_length
 from .gptq import GPTQLinear
 
 BITS = (2, 3, 4, 8)

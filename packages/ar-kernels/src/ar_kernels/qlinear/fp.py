@@ -1,4 +1,5 @@
-"""Floating-point element layouts (compressed-tensors names): MXFP4, MXFP8, NVFP4 and FP8 weight + scale.
+"""Floating-point element layouts (compressed-tensors names; the tensors of `ar_core.layouts.floats`): MXFP4,
+MXFP8, NVFP4 and FP8 weight + scale.
 
     mxfp4  weight_packed uint8 [N, K/2] E2M1 nibbles (MXINT4: sign-magnitude k/4 nibbles), weight_scale uint8 E8M0
            [N, K/32]
@@ -13,19 +14,12 @@ from __future__ import annotations
 
 import torch
 
-from ar_core.errors import ArError, CheckpointError, field_error
+from ar_core.errors import CheckpointError
+from ar_core.layouts import describe
 from ar_core.pack import fp4, fp8
 from ar_core.quant.fp_grids import MX_INT_FORMATS, decode_elements
 
-from .base import QuantLinear, describe, expect
-
-_SCALE_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _require(scheme, data_types: tuple[str, ...], bits: int, packing: str) -> None:
-    if scheme.data_type not in data_types or scheme.bits != bits:
-        raise field_error(ArError, "scheme", f"{scheme.data_type} {scheme.bits}-bit",
-                          f"packing {packing!r} holds {'/'.join(data_types)} {bits}-bit")
+from .base import QuantLinear
 
 
 def expand_groups(scale: torch.Tensor, group: int, in_features: int) -> torch.Tensor:
@@ -66,19 +60,10 @@ class MXFP4Linear(QuantLinear):
         return values * expand_groups(fp4.e8m0_decode(self.weight_scale), self.group, self.in_features)
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="mxfp4"):
-        """Pack mx_fp / mx_int 4-bit codes and power-of-two scales."""
-        _require(qt.scheme, ("mx_fp", "mx_fp_rceil", "mx_int"), 4, "mxfp4")
-        out, k = qt.shape
-        return cls(k, out, qt.scheme, "mxfp4", fp4.pack_nibbles(qt.codes), fp4.e8m0_encode(qt.scale), bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="mxfp4", layer="?"):
-        _require(scheme, ("mx_fp", "mx_fp_rceil", "mx_int"), 4, "mxfp4")
-        what = describe(scheme)
-        wp = expect(layer, tensors, "weight_packed", (out_features, -(-in_features // 2)), (torch.uint8,), what)
-        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 32)), (torch.uint8,), what)
-        return cls(in_features, out_features, scheme, "mxfp4", wp, ws, tensors.get("bias"))
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        return cls(in_features, out_features, scheme, "mxfp4", t["weight_packed"], t["weight_scale"],
+                   tensors.get("bias"))
 
 
 class MXFP8Linear(QuantLinear):
@@ -97,19 +82,9 @@ class MXFP8Linear(QuantLinear):
         return self.weight.float() * scale
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="mxfp8"):
-        """Store mx_fp 8-bit codes (E4M3 bit patterns or float8) and E8M0 scales."""
-        _require(qt.scheme, ("mx_fp", "mx_fp_rceil"), 8, "mxfp8")
-        out, k = qt.shape
-        return cls(k, out, qt.scheme, "mxfp8", fp8.to_float8(qt.codes).clone(), fp4.e8m0_encode(qt.scale), bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="mxfp8", layer="?"):
-        _require(scheme, ("mx_fp", "mx_fp_rceil"), 8, "mxfp8")
-        what = describe(scheme)
-        w = expect(layer, tensors, "weight", (out_features, in_features), (torch.float8_e4m3fn,), what)
-        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 32)), (torch.uint8,), what)
-        return cls(in_features, out_features, scheme, "mxfp8", w, ws, tensors.get("bias"))
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        return cls(in_features, out_features, scheme, "mxfp8", t["weight"], t["weight_scale"], tensors.get("bias"))
 
 
 class NVFP4Linear(QuantLinear):
@@ -135,22 +110,10 @@ class NVFP4Linear(QuantLinear):
         return values * scale / self.weight_global_scale.float().reshape(())
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="nvfp4"):
-        """Pack nv_fp codes, E4M3 block scales and extras['global_scale']."""
-        _require(qt.scheme, ("nv_fp",), 4, "nvfp4")
-        out, k = qt.shape
-        gs = torch.as_tensor(qt.extras["global_scale"], dtype=torch.float32).reshape(1)
-        return cls(k, out, qt.scheme, "nvfp4", fp4.pack_nibbles(qt.codes), fp8.encode_e4m3_scale(qt.scale), gs, bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="nvfp4", layer="?"):
-        _require(scheme, ("nv_fp",), 4, "nvfp4")
-        what = describe(scheme)
-        wp = expect(layer, tensors, "weight_packed", (out_features, -(-in_features // 2)), (torch.uint8,), what)
-        ws = expect(layer, tensors, "weight_scale", (out_features, -(-in_features // 16)),
-                    (torch.float8_e4m3fn,), what)
-        gs = expect(layer, tensors, "weight_global_scale", None, None, what).float().reshape(1)
-        return cls(in_features, out_features, scheme, "nvfp4", wp, ws, gs, tensors.get("bias"))
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        return cls(in_features, out_features, scheme, "nvfp4", t["weight_packed"], t["weight_scale"],
+                   t["weight_global_scale"].float().reshape(1), tensors.get("bias"))
 
 
 class FP8Linear(QuantLinear):
@@ -168,22 +131,12 @@ class FP8Linear(QuantLinear):
         return self.weight.float() * scale
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="fp8"):
-        """Store float8 codes and their float32 scale as given."""
-        _require(qt.scheme, ("fp",), 8, "fp8")
-        out, k = qt.shape
-        return cls(k, out, qt.scheme, "fp8", fp8.to_float8(qt.codes).clone(), qt.scale.float().clone(), bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing="fp8", layer="?"):
-        _require(scheme, ("fp",), 8, "fp8")
-        what = describe(scheme)
-        w = expect(layer, tensors, "weight", (out_features, in_features), (torch.float8_e4m3fn,), what)
-        name = "weight_scale" if "weight_scale" in tensors else "weight_scale_inv"
-        ws = expect(layer, tensors, name, None, _SCALE_FLOATS, what)
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        ws = t["weight_scale"]
         try:
             expand_fp8_scale(ws, scheme, out_features, in_features).expand(out_features, in_features)
         except RuntimeError as exc:
-            raise CheckpointError(f"layer {layer!r}: {name} of shape {list(ws.shape)} does not fit a "
-                                  f"[{out_features}, {in_features}] weight{what}") from exc
-        return cls(in_features, out_features, scheme, "fp8", w, ws, tensors.get("bias"))
+            raise CheckpointError(f"layer {layer!r}: weight_scale of shape {list(ws.shape)} does not fit a "
+                                  f"[{out_features}, {in_features}] weight{describe(scheme)}") from exc
+        return cls(in_features, out_features, scheme, "fp8", t["weight"], ws, tensors.get("bias"))

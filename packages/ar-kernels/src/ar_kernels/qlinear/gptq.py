@@ -1,26 +1,17 @@
 """GPTQ-order int layout: qweight/qzeros int32, fp16 scales, optional g_idx (auto_gptq, auto_round, gptqmodel).
 
 packing "gptq" stores zero-1 (v1, auto_round:auto_gptq and quant_method gptq), "gptq_v2" raw zeros (auto_round,
-auto_round:gptqmodel). W[k, n] = scales[g(k), n] * (q[k, n] - zero[g(k), n]) with g(k) = g_idx[k] or k // group.
+auto_round:gptqmodel); the tensors are those of `ar_core.layouts.ints.GPTQLayout`. W[k, n] = scales[g(k), n] *
+(q[k, n] - zero[g(k), n]) with g(k) = g_idx[k] or k // group.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ar_core.errors import ArError, CheckpointError, field_error
 from ar_core.pack import gptq as codec
-from ar_core.pack.bitstream import packed_words
 
-from .base import QuantLinear, describe, expect, group_length, per_row_groups
-
-_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
-
-
-def _check_scheme(scheme, packing: str) -> None:
-    if scheme.data_type != "int" or scheme.bits not in codec.BITS:
-        raise field_error(ArError, "scheme", f"{scheme.data_type} {scheme.bits}-bit",
-                          f"packing {packing!r} holds int {list(codec.BITS)}-bit")
+from .base import QuantLinear, group_length
 
 
 class GPTQLinear(QuantLinear):
@@ -44,9 +35,7 @@ class GPTQLinear(QuantLinear):
         """Unpacked codes int32 [K, N] and true zero points int32 [G, N]."""
         bits = self.scheme.bits
         q = codec.unpack_rows(self.qweight, bits, self.in_features)
-        z = codec.unpack_cols(self.qzeros, bits, self.out_features)
-        if self.packing == "gptq":
-            z = (z + 1) & ((1 << bits) - 1)
+        z = self.layout.decode_zeros(codec.unpack_cols(self.qzeros, bits, self.out_features), bits)
         return q, z
 
     def group_index(self) -> torch.Tensor:
@@ -62,36 +51,7 @@ class GPTQLinear(QuantLinear):
         return w.t()
 
     @classmethod
-    def from_quantized(cls, qt, bias=None, packing="gptq", g_idx: bool = False):
-        """Pack int codes/scale/zero into qweight/qzeros/scales (zero-1 for "gptq"); `g_idx` adds k // group."""
-        scheme = qt.scheme
-        _check_scheme(scheme, packing)
-        out, k = qt.shape
-        bits = scheme.bits
-        zero = per_row_groups(qt.zero, out).to(torch.int64)
-        if packing == "gptq":
-            zero = (zero - 1) & ((1 << bits) - 1)
-        elif packing != "gptq_v2":
-            raise field_error(ArError, "packing", packing, "'gptq' or 'gptq_v2'")
-        scales = per_row_groups(qt.scale, out).t().contiguous().to(torch.float16)
-        gi = None
-        if g_idx:
-            gi = (torch.arange(k) // scheme.effective_group_size(k)).to(torch.int32)
-        return cls(k, out, scheme, packing, codec.pack_rows(qt.codes.t(), bits),
-                   codec.pack_cols(zero.t(), bits), scales, gi, bias)
-
-    @classmethod
     def from_tensors(cls, tensors, in_features, out_features, scheme, packing, layer="?"):
-        _check_scheme(scheme, packing)
-        bits, what = scheme.bits, describe(scheme)
-        groups = -(-in_features // group_length(scheme, in_features))
-        qweight = expect(layer, tensors, "qweight", (packed_words(in_features, bits), out_features),
-                         (torch.int32,), what)
-        qzeros = expect(layer, tensors, "qzeros", (groups, packed_words(out_features, bits)), (torch.int32,), what)
-        scales = expect(layer, tensors, "scales", (groups, out_features), _FLOATS, what)
-        g_idx = tensors.get("g_idx")
-        if g_idx is not None:
-            g_idx = expect(layer, tensors, "g_idx", (in_features,), None, what).to(torch.int32)
-            if g_idx.numel() and (int(g_idx.min()) < 0 or int(g_idx.max()) >= groups):
-                raise CheckpointError(f"layer {layer!r}: g_idx values lie outside [0, {groups}) groups{what}")
-        return cls(in_features, out_features, scheme, packing, qweight, qzeros, scales, g_idx, tensors.get("bias"))
+        t = cls._read(tensors, in_features, out_features, scheme, packing, layer)
+        return cls(in_features, out_features, scheme, packing, t["qweight"], t["qzeros"], t["scales"],
+                   t.get("g_idx"), tensors.get("bias"))
