@@ -11,4 +11,6 @@ if ! command -v uv >/dev/null 2>&1; then
   fi
   export PATH="$PWD/.ci-tools/bin:$PATH"
 fi
-uv sync --locked --all-packages --group consumers
+# Bytecode is compiled at install: Python may be told not to write it (PYTHONDONTWRITEBYTECODE), and then every
+# process would recompile torch and transformers from source (an import of transformers costs twice the CPU).
+uv sync --locked --all-packages --group consumers --compile-bytecode
