@@ -36,3 +36,11 @@ def test_opt_rtn_passes_autocast_only_with_amp_on_fast_bf16(monkeypatch, fast, a
                            iters=0, amp=amp, verbose=False).quantize()
     assert calls == ([torch.bfloat16] * 4 if fast and amp else [])  # two passes per block
     assert records and all(torch.isfinite(r.scale).all() for r in records.values())
+
+
+def test_signround_steps_stay_float32_on_cpu_even_with_fast_bf16(monkeypatch):
+    calls = _autocast_dtypes(monkeypatch, True)
+    assert signround.tunes_in_bf16(torch.device("cuda")) and not signround.tunes_in_bf16(torch.device("cpu"))
+    AutoRound(tiny_model("llama", num_hidden_layers=1), scheme="W4G32", dataset=random_samples(4, 8), nsamples=4,
+              seqlen=8, batch_size=2, iters=2, verbose=False).quantize()
+    assert calls == []
