@@ -16,7 +16,8 @@ def _ar(work_dir, **kw):
 
 @pytest.mark.parametrize("amp", [False, True])
 def test_interrupted_run_resumes_bitwise_identical(tmp_path, die_at_block, assert_same_records, monkeypatch, amp):
-    monkeypatch.setattr(signround, "fast_bf16", lambda device: amp)  # bf16 autocast on any CPU when amp
+    monkeypatch.setattr(signround, "tunes_in_bf16", lambda device: amp)  # bf16 tuning steps on any CPU when amp
+    monkeypatch.setattr(signround, "fast_bf16", lambda device: amp)
     calls = []
     real_autocast = torch.autocast
     monkeypatch.setattr(torch, "autocast", lambda *a, **kw: calls.append(kw["dtype"]) or real_autocast(*a, **kw))

@@ -28,7 +28,7 @@ from .distributed import Shard, global_mse, local_rows, make_shard, reduce_stats
 from .placement import DeviceMap, module_device, placed
 from .progress import Progress, fmt_loss
 from .rtn import collect_imatrix, rtn_layers
-from .signround import BlockResult, signround_block
+from .signround import BlockResult, autocast_for, signround_block
 
 
 @dataclass
@@ -132,14 +132,16 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
                   duo_scaling=cfg.awq_duo_scaling, clip=cfg.awq_clip, batch_size=bs, mask=inputs.mask)
     if cfg.algorithm != "signround":  # opt-RTN, or plain RTN (after AWQ, or for static activation scales)
         stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.algorithm == "opt-rtn" else nullcontext()
-        with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
-            fp_of_q = forward_all(block, inputs, index, q, bs)
+        amp = _amp(block, cfg) if cfg.algorithm == "opt-rtn" else nullcontext
+        with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max, amp():
+            fp_of_q = forward_all(block, inputs, index, q, bs).to(q.dtype)
         imatrix, act_max = reduce_stats(imatrix, "sum"), reduce_stats(act_max, "max")
         result = BlockResult(rtn_layers(layers, schemes, imatrix))
         attach_act_max(result.records, act_max)
         if not cfg.enable_quanted_input:
             return result, fp_of_q, fp_of_q
-        q_next = forward_all(block, inputs, index, q, bs)
+        with amp():
+            q_next = forward_all(block, inputs, index, q, bs).to(q.dtype)
         result.loss_after = global_mse(q_next, fp_of_q, inputs.mask)
         return result, q_next, q_next
     stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.start_from_opt_rtn else nullcontext()
@@ -157,6 +159,13 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
     q_next = result.outputs if result.outputs is not None else forward_all(block, inputs, index, q, bs)
     result.outputs = None
     return result, q_next, fp_out
+
+
+def _amp(block: nn.Module, cfg: TuneConfig):
+    """The autocast context of opt-RTN's two block passes (statistics, then the quantized chain): bf16 matmuls when
+    `amp` and the device multiplies bf16 fast (`signround.fast_bf16`), else none; the chain itself stays in the
+    model's dtype (the residual adds promote back)."""
+    return autocast_for(module_device(block), next(block.parameters()).dtype, cfg.amp)
 
 
 def _quantize_outside(job: Job, inputs: BlockInputs | None, q: torch.Tensor | None,

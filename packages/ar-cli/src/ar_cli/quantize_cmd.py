@@ -103,7 +103,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                      help="keep the last step instead of the best one")
     tun.add_argument("--dynamic_max_gap", type=int, help="stop a block after N steps without improvement")
     tun.add_argument("--disable_amp", action="store_true", default=None,
-                     help="no bf16 autocast while tuning on CUDA (never used on CPU: it costs quality there)")
+                     help="no bf16 autocast: SignRound steps on CUDA, opt-RTN block passes on CUDA and on "
+                     "CPUs with AMX/AVX512-BF16")
     tun.add_argument("--deterministic", action="store_true", default=None, help="deterministic torch algorithms")
     tun.add_argument("--dataset", help="calibration data: pile-10k, wiki, austen, pydoc or a local file")
     tun.add_argument("--algorithm", help="signround (tuning), opt-rtn, rtn, awq (AWQ + RTN) or awq,auto_round "

@@ -84,17 +84,24 @@ def _keep_better(best, best_loss, cand, loss):
     return torch.where(better.unsqueeze(-1), cand, best), torch.where(better, loss, best_loss)
 
 
-def _int_sym_losses(wg: torch.Tensor, scales: torch.Tensor, nmax: int, weights: torch.Tensor | None) -> torch.Tensor:
-    """Weighted errors [K, rows, G] of K candidate scales [K, rows, G, 1] (reciprocal multiplies, chunked in K)."""
+def _int_sym_lowest(wg: torch.Tensor, scales: torch.Tensor, nmax: int,
+                    weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Lowest weighted error [rows, G] over K candidate scales [K, rows, G, 1] and the index in K of the first
+    candidate reaching it (as argmin over all K): reciprocal multiplies, chunked in K, a running minimum."""
     per_chunk = max(1, SEARCH_CHUNK_ELEMENTS // wg.numel())
-    losses = []
-    for c in scales.split(per_chunk):
+    best = arg = None
+    for first, c in zip(range(0, scales.shape[0], per_chunk), scales.split(per_chunk)):
         buf = wg * c.reciprocal()
         buf.round_().clamp_(-nmax, nmax - 1).mul_(c).sub_(wg).square_()
         if weights is not None:
             buf.mul_(weights)
-        losses.append(buf.sum(dim=-1))
-    return torch.cat(losses)
+        loss, i = buf.sum(dim=-1).min(dim=0)
+        if best is None:
+            best, arg = loss, i
+        else:
+            better = loss < best
+            best, arg = torch.where(better, loss, best), torch.where(better, i + first, arg)
+    return best, arg
 
 
 @torch.no_grad()
@@ -121,16 +128,16 @@ def search_int_sym_scale(wg: torch.Tensor, scheme: QuantScheme, imatrix: torch.T
         return cast_scale(clamp_magnitude(-gmax / (nmax - step * k), thresh), scheme)
 
     coarse = torch.arange(-kmax, kmax + 1, INT_SEARCH_COARSE, dtype=torch.float32, device=wg.device)
-    coarse_losses = _int_sym_losses(wg, scales_of(coarse.reshape(-1, 1, 1, 1)), nmax, weights)
-    center = coarse[coarse_losses.argmin(dim=0)].unsqueeze(-1)  # [rows, G, 1]
+    coarse_loss, coarse_i = _int_sym_lowest(wg, scales_of(coarse.reshape(-1, 1, 1, 1)), nmax, weights)
+    center = coarse[coarse_i].unsqueeze(-1)  # [rows, G, 1]
     offsets = torch.arange(1, 2 * INT_SEARCH_COARSE, dtype=torch.float32, device=wg.device) / 2
     fine_k = (center + torch.cat([-offsets, offsets]).reshape(-1, 1, 1, 1)).clamp(-kmax, kmax)
-    ks = torch.cat([coarse.reshape(-1, 1, 1, 1).expand(-1, *center.shape), fine_k])
-    losses = torch.cat([coarse_losses, _int_sym_losses(wg, scales_of(fine_k), nmax, weights)])
-    best_k = ks.gather(0, losses.argmin(dim=0)[None, ..., None])[0]
+    fine_loss, fine_i = _int_sym_lowest(wg, scales_of(fine_k), nmax, weights)
+    finer = (fine_loss < coarse_loss).unsqueeze(-1)  # a coarse point wins ties, as argmin over both would
+    best_k = torch.where(finer, fine_k.gather(0, fine_i[None, ..., None])[0], center)
     rtn = IntType().scale_zero(wg, scheme)[0]
-    return _keep_better(rtn, _int_sym_losses(wg, rtn[None], nmax, weights)[0], scales_of(best_k),
-                        losses.amin(dim=0))[0]
+    return _keep_better(rtn, _int_sym_lowest(wg, rtn[None], nmax, weights)[0], scales_of(best_k),
+                        torch.minimum(coarse_loss, fine_loss))[0]
 
 
 @torch.no_grad()
