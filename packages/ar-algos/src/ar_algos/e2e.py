@@ -37,6 +37,7 @@ from .config import TuneConfig
 from .progress import Progress
 from .records import record_to_cpu
 
+DEFAULT_STEPS = 100  # `ar quantize --e2e`: steps of batch_size samples (about half a 200-iteration block pass)
 TEACHER_FILE = "teacher.pt"
 STATE_FILE = "e2e.pt"
 ZERO_LR_RATIO = 10.0  # zero points move in integer levels, scales by relative amounts: lr(dz) = this * e2e_lr
