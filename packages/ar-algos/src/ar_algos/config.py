@@ -47,7 +47,7 @@ class TuneConfig:
     awq_duo_scaling: bool | str = True
     awq_clip: bool = False
     e2e_steps: int = 0
-    e2e_lr: float = 1e-3
+    e2e_lr: float = 1e-2
     e2e_topk: int = 128
 
     @property
