@@ -38,6 +38,15 @@ def test_scales_stay_on_the_fp16_grid():
         assert torch.equal(qt.scale, qt.scale.half().float())
 
 
+def test_schemes_without_int_scales_are_left_as_they_are():
+    _, plain = _ar(scheme="MXFP4", e2e_steps=0).quantize()
+    ar = _ar(scheme="MXFP4")
+    _, tuned = ar.quantize()
+    assert ar.e2e_report["layers"] == 0
+    for name, qt in tuned.items():
+        assert torch.equal(qt.scale, plain[name].scale) and torch.equal(qt.codes, plain[name].codes)
+
+
 def test_teacher_kl_is_exact_with_the_whole_vocabulary_and_a_lower_bound_with_topk():
     g = torch.Generator().manual_seed(0)
     t, s = torch.randn(5, 40, generator=g), torch.randn(5, 40, generator=g)

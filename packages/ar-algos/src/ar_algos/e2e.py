@@ -224,6 +224,10 @@ def distill(model: nn.Module, block_names: list[str], records: dict[str, Quantiz
     `cfg.batch_size` samples; write the dequantized weights into `model`; return (the new records, a summary:
     kl_before, kl_after, steps, seconds, kept). Codes never change. `work`: resume from / checkpoint to it."""
     tick = time.perf_counter()
+    if not any(tunable(qt) for qt in records.values()):
+        if progress:
+            progress.note("e2e: no int weight-only layer to tune (other data types keep their scales); skipped")
+        return records, {"kl_before": None, "kl_after": None, "steps": 0, "kept": False, "layers": 0, "seconds": 0.0}
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in frozen:
         p.requires_grad_(False)
