@@ -110,6 +110,10 @@ class AutoRound:
     (loss on the output of the last one).
     rotation: None, 'hadamard', 'random' or a spec (`ar_algos.rotation.spec`): Hadamard rotations applied before
     quantizing; foldable ones (r1, r2) export to every format, those leaving online Hadamards are refused by save.
+    e2e_steps (default 0: off): after the block pass, an end-to-end stage (`ar_algos.e2e`) keeps every int layer's
+    codes and tunes its scales (and asym zero points) for that many Adam steps of batch_size samples so that the
+    model's next-token distribution matches the 16-bit model's on the calibration tokens (e2e_lr: relative scale
+    change per step; e2e_topk: teacher log-probabilities kept per token); `e2e_report` then sums it up.
     work_dir / resume: see `quantize`. Plain RTN of a local model directory runs in model-free mode in
     `quantize_and_save` (see there; disable_model_free=True opts out). trust_remote_code=True lets a model given by
     name run its own Python code (off by default). Bad values raise ArError here, before any work.
@@ -154,6 +158,7 @@ class AutoRound:
         self._block_arg = block_names if block_names is not None else to_quant_block_names
         self.records: dict[str, QuantizedTensor] | None = None
         self.autoscheme_report = None
+        self.e2e_report: dict | None = None  # the end-to-end stage's summary (kl_before, kl_after, seconds, ...)
         self._work: WorkDir | None = None
         self._lock: WorkLock | None = None  # held by quantize_and_save from before the load until the work dir goes
         self.model: nn.Module | None = None
@@ -279,6 +284,8 @@ class AutoRound:
         check_samples(len(samples) if samples else 0)
         if active() and self.cfg.awq_clip:  # its token subsample would differ from one process's
             raise field_error(ArError, "awq_clip", True, "False when running distributed (torchrun)")
+        if active() and self.cfg.e2e_steps:
+            raise field_error(ArError, "e2e_steps", self.cfg.e2e_steps, "0 when running distributed (torchrun)")
         path = work_dir or self.work_dir
         fingerprint = self._fingerprint(samples)
         work = open_work(lambda: WorkDir(path, fingerprint, self.resume, self._lock)) \
@@ -296,12 +303,34 @@ class AutoRound:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
         torch.use_deterministic_algorithms(self.cfg.deterministic or deterministic)
         try:
+            teacher = self._teacher(samples, work)
             self.records = quantize_blocks(job, work, progress)
+            if teacher is not None:
+                self._distill(samples, teacher, work)
         finally:
             torch.use_deterministic_algorithms(deterministic)
             if work is not None and self._lock is None:
                 work.release()
         return self.model, self.records
+
+    def _teacher(self, samples: list[dict] | None, work: WorkDir | None) -> dict | None:
+        """The 16-bit model's top-k next-token log-probabilities on the calibration samples, when the end-to-end
+        stage runs (computed on `device` before any block is quantized, or read back from the work directory)."""
+        if not self.cfg.e2e_steps:
+            return None
+        from .e2e import load_or_make_teacher, on_device
+
+        with on_device(self.model, self.device):
+            return load_or_make_teacher(self.model, samples, self.cfg, self.device, work)
+
+    def _distill(self, samples: list[dict], teacher: dict, work: WorkDir | None) -> None:
+        """The end-to-end stage (`ar_algos.e2e`): tune the records' scales on `device`; `e2e_report` sums it up."""
+        from .e2e import distill, on_device
+
+        progress = Progress(self.cfg.e2e_steps, enabled=self.verbose and is_main(), label="e2e step")
+        with on_device(self.model, self.device):
+            self.records, self.e2e_report = distill(self.model, self.block_names, self.records, samples, teacher,
+                                                    self.cfg, self.device, work, progress)
 
     def _source_dir(self) -> Path | None:
         """The directory the model was loaded from (for side files such as generation_config.json), if any."""

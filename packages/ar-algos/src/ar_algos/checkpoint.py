@@ -26,7 +26,7 @@ from .records import record_from_state, record_state
 from .worklock import LOCK_NAME, WorkLock
 
 MARKER = 2  # run.json's "ar_work_dir" value
-OWN_FILES = re.compile(r"^(run\.json|block_\d{4,}\.pt|chain_\d{4,}\.pt)(\.tmp)?$")
+OWN_FILES = re.compile(r"^(run\.json|block_\d{4,}\.pt|chain_\d{4,}\.pt|teacher\.pt|e2e\.pt)(\.tmp)?$")
 
 
 def _tensor_bytes(obj: Any) -> int:
@@ -154,6 +154,20 @@ class WorkDir:
             raise CheckpointError(f"work_dir file {str(self.path / f'block_{index:04d}.pt')!r} does not hold block "
                                   f"records ({type(exc).__name__}); delete the folder {str(self.path)!r} or pass "
                                   "resume=False to start over") from None
+
+    def save_file(self, name: str, obj: dict) -> None:
+        """Write one of ar's named side files (`teacher.pt`, `e2e.pt`: the end-to-end stage's state) atomically."""
+        if not OWN_FILES.match(name):
+            raise ValueError(f"{name!r} is not one of ar's work-dir file names")
+        _save(obj, self.path / name)
+
+    def has_file(self, name: str) -> bool:
+        """Whether the side file `name` was written by this run (or the one it resumes)."""
+        return (self.path / name).is_file()
+
+    def load_file(self, name: str) -> Any:
+        """A side file written by `save_file` (tensors and plain values only)."""
+        return self._load(name)
 
     def load_chain(self) -> dict[str, torch.Tensor]:
         """Hidden states entering the first unfinished block."""

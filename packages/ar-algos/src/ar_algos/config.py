@@ -46,6 +46,9 @@ class TuneConfig:
     awq_n_grid: int = 20
     awq_duo_scaling: bool | str = True
     awq_clip: bool = False
+    e2e_steps: int = 0
+    e2e_lr: float = 1e-2
+    e2e_topk: int = 128
 
     @property
     def algorithm(self) -> str:
@@ -90,6 +93,13 @@ def validate(cfg: TuneConfig) -> TuneConfig:
     for name in ("nsamples", "seqlen", "batch_size", "gradient_accumulate_steps", "nblocks"):
         _int(name, getattr(cfg, name), 1)
     _int("seed", cfg.seed, 0)
+    _int("e2e_steps", cfg.e2e_steps, 0)
+    _int("e2e_topk", cfg.e2e_topk, 1)
+    if isinstance(cfg.e2e_lr, bool) or not isinstance(cfg.e2e_lr, (int, float)) or not 0 < cfg.e2e_lr <= 0.1:
+        raise field_error(ArError, "e2e_lr", cfg.e2e_lr, "a number in (0, 0.1] (relative change of a scale per step)")
+    if cfg.e2e_steps and cfg.algorithm == "rtn" and not cfg.awq:
+        raise field_error(ArError, "e2e_steps", cfg.e2e_steps, "0 with plain RTN (the end-to-end stage needs "
+                          "calibration data: use iters > 0 or optimized RTN)")
     _int("awq_n_grid", cfg.awq_n_grid, 2)
     if not isinstance(cfg.awq_duo_scaling, (bool, str)) or cfg.awq_duo_scaling not in (True, False, "both"):
         raise field_error(ArError, "awq_duo_scaling", cfg.awq_duo_scaling, "True, False or 'both'")

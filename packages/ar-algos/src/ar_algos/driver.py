@@ -131,19 +131,20 @@ def _quantize_block(block: nn.Module, index: int, schemes: dict[str, QuantScheme
         awq_block(block, fp, lambda idx: kwargs_to(inputs.kwargs(index, idx), dev), schemes, n_grid=cfg.awq_n_grid,
                   duo_scaling=cfg.awq_duo_scaling, clip=cfg.awq_clip, batch_size=bs, mask=inputs.mask)
     if cfg.algorithm != "signround":  # opt-RTN, or plain RTN (after AWQ, or for static activation scales)
+        # the reference's RTN quantizer has no quantized-input chain: its imatrix and act_max come from the
+        # full-precision chain (on SmolLM2-135M W4G128 opt-RTN, 32x256 tokens: held-out KL 0.2995 against 0.3017 with
+        # the statistics of the quantized chain); the reported loss is the quantized block's on that chain
         stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.algorithm == "opt-rtn" else nullcontext()
         amp = _amp(block, cfg) if cfg.algorithm == "opt-rtn" else nullcontext
         with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max, amp():
-            fp_of_q = forward_all(block, inputs, index, q, bs).to(q.dtype)
+            fp_out = forward_all(block, inputs, index, fp, bs).to(fp.dtype)
         imatrix, act_max = reduce_stats(imatrix, "sum"), reduce_stats(act_max, "max")
         result = BlockResult(rtn_layers(layers, schemes, imatrix))
         attach_act_max(result.records, act_max)
-        if not cfg.enable_quanted_input:
-            return result, fp_of_q, fp_of_q
         with amp():
-            q_next = forward_all(block, inputs, index, q, bs).to(q.dtype)
-        result.loss_after = global_mse(q_next, fp_of_q, inputs.mask)
-        return result, q_next, q_next
+            q_out = forward_all(block, inputs, index, fp, bs).to(fp.dtype)
+        result.loss_after = global_mse(q_out, fp_out, inputs.mask)
+        return result, fp_out, fp_out
     stats = collect_imatrix({n: layers[n] for n in schemes}) if cfg.start_from_opt_rtn else nullcontext()
     with stats as imatrix, collect_act_max(static_layers(layers, schemes)) as act_max:
         fp_out = forward_all(block, inputs, index, fp, bs)

@@ -31,10 +31,12 @@ def _secs(s: float) -> str:
 
 
 class Progress:
-    """Prints one line per finished block to `stream` (stderr by default); silent when `enabled` is False."""
+    """Prints one line per finished block (or other unit: `label`) to `stream` (stderr by default); silent when
+    `enabled` is False."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True):
+    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool = True, label: str = "block"):
         self.total = total
+        self.label = label
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -46,7 +48,7 @@ class Progress:
         self.spent += seconds
         self.timed += 1
         eta = self.spent / self.timed * (self.total - index - 1)
-        parts = [f"block {index + 1}/{self.total}"]
+        parts = [f"{self.label} {index + 1}/{self.total}"]
         if loss_before is not None or loss_after is not None:
             parts.append(f"loss {fmt_loss(loss_before)} -> {fmt_loss(loss_after)}")
         parts += [_secs(seconds), f"ETA {_secs(eta)}", f"RAM {peak_ram_gb():.1f} GB"]

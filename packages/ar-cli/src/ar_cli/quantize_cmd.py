@@ -33,7 +33,7 @@ PASS_THROUGH = {"iters": "iters", "lr": "lr", "minmax_lr": "minmax_lr", "nsample
                 "enable_torch_compile": "enable_torch_compile", "disable_opt_rtn": "disable_opt_rtn",
                 "seed": "seed", "adam": "enable_adam", "disable_model_free": "disable_model_free", "awq": "awq",
                 "not_use_best_mse": "not_use_best_mse", "dynamic_max_gap": "dynamic_max_gap",
-                "deterministic": "deterministic", "rotation": "rotation"}
+                "deterministic": "deterministic", "rotation": "rotation", "e2e_steps": "e2e_steps", "e2e_lr": "e2e_lr"}
 # CLI switch -> the AutoRound knob it turns off.
 SWITCHED_OFF = {"disable_minmax_tuning": "enable_minmax_tuning", "disable_quanted_input": "enable_quanted_input",
                 "disable_amp": "amp", "start_from_rtn": "start_from_opt_rtn"}
@@ -114,6 +114,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     tun.add_argument("--disable_opt_rtn", action="store_true", default=None,
                      help="plain RTN when --iters 0; with --iters > 0 SignRound starts from plain RTN (as in the reference)")
     tun.add_argument("--seed", type=int)
+    tun.add_argument("--e2e_steps", type=int, help="after the block pass, tune the scales (codes kept) for N steps "
+                                                   "on KL to the 16-bit model's next-token distribution (default 0)")
+    tun.add_argument("--e2e", action="store_true", default=None,
+                     help="the end-to-end stage with its default number of steps (see --e2e_steps)")
+    tun.add_argument("--e2e_lr", type=float, help="end-to-end stage: relative scale change per Adam step")
     tun.add_argument("--rotation", help="Hadamard rotation before quantizing: hadamard, random, block, block:64 "
                                         "(per-linear, online), r1, r1r2 (QuaRot, folded), r1r2r4; only folded ones "
                                         "export (no consumer re-inserts online rotations)")
@@ -265,6 +270,8 @@ def check_flags(args: argparse.Namespace, formats: list[str], user_set: set[str]
             if name in user_set:
                 raise UsageError(f"--{name} has no effect with --iters 0 (RTN, recipe {args.recipe}): drop it or "
                                  "set --iters > 0")
+    if args.e2e and args.e2e_steps == 0:
+        raise UsageError("--e2e asks for the end-to-end stage and --e2e_steps 0 turns it off: drop one")
     if args.quant_lm_head:
         bad = [f for f in formats if not f.lower().startswith(LM_HEAD_FORMATS)]
         if bad:
@@ -298,6 +305,10 @@ def autoround_kwargs(args: argparse.Namespace, scheme: QuantScheme, api, knobs: 
         if value is not None:
             kw[key] = value
     kw.update({key: False for flag, key in SWITCHED_OFF.items() if getattr(args, flag)})
+    if args.e2e and args.e2e_steps is None:
+        from ar_algos.e2e import DEFAULT_STEPS
+
+        kw["e2e_steps"] = DEFAULT_STEPS
     if args.device_map is not None:
         kw.update(_device_kwargs(args.device_map))
     accepted = set(inspect.signature(api).parameters) | knobs
