@@ -15,7 +15,9 @@ a pair or preset this walk does not run. Each preset is quantized once and every
 quantization; one subprocess per consumer loads all its folders. Group size 128 does not divide SmolLM2's hidden size
 576 (row 4 of issue 17, tested in test_consumer_table.py and test_consumer_preflight.py), so int presets with g128
 run at g64 here; MX (g32), NVFP4 (g16), per-channel/tensor and GGUF presets run as declared. FP8_BLOCK keeps its
-128x128 blocks on 576-wide inputs (a partial last block). GGUF k-quant tensors get plain RTN codes
+128x128 blocks on 576-wide inputs: compressed-tensors fails on them in forward, so the table's per-layer answer
+(capabilities.shape_limit, read by the preflight and `ar inspect`) is "no" for this model and the test asserts
+that no together with the consumer's failure (ar_kernels.load runs the partial last block). GGUF k-quant tensors get plain RTN codes
 (consumer_walk.gguf_rtn_tensors; the parameter search is the writer's business, tested elsewhere), and SmolLM2's
 576-wide rows take llama.cpp's row fallbacks (q5_0 / q8_0 ...) while the 1536-wide ffn_down rows keep k-quants.
 """
@@ -31,8 +33,8 @@ import pytest
 import torch
 
 from ar_core.presets import PRESETS, parse_scheme
-from ar_export import consumer_matrix, register_all
-from ar_export.capabilities import DECLARED
+from ar_export import consumer_matrix, get_writer, register_all
+from ar_export.capabilities import DECLARED, verdicts
 
 pytestmark = [pytest.mark.slow, pytest.mark.consumers]
 TEXT = ("The history of the Roman Empire is often divided into four eras, and the early empire was ruled by "
@@ -123,13 +125,23 @@ def walk(tmp_path_factory):
     print(f"with the consumers: {time.time() - start:.0f} s wall, {_cpu_seconds() - cpu:.0f} s CPU")
     with torch.no_grad():
         fp = model(ids).logits.float()
-    return root, ours, fp
+    widths = {n: m.in_features for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Linear) and "lm_head" not in n}
+    return root, ours, fp, widths
 
 
 @pytest.mark.parametrize("fmt,preset,consumer", SELECTION, ids=[f"{f}-{p}-{c}" for f, p, c in SELECTION])
 def test_smollm2_loads_in_its_consumer(walk, fmt, preset, consumer):
-    root, ours, fp = walk
+    root, ours, fp, widths = walk
     out = WALK.folder(root, fmt, preset)
     assert not isinstance(ours[out], str), f"writing or loading {fmt} {preset} with ar_kernels: {ours[out]}"
+    if fmt != "gguf":  # the table's per-layer answer for SmolLM2's shapes decides what the consumer must do
+        scheme = parse_scheme(preset).replace(**_scheme(preset))
+        ok, why = verdicts(get_writer(fmt).name, {n: scheme for n in widths}, widths)[consumer]
+        got = WALK.result(out, consumer)
+        assert ok is ("error" not in got), (why, got.get("error"))
+        if not ok:
+            assert "in_features 576 % block 128 = 64" in why and "unflatten" in got["error"], (why, got["error"])
+            return
     ratio = WALK.check(WALK.result(out, consumer), ours[out], fp, f"{consumer} on {fmt} {preset}")
     print(f"{fmt} {preset} {consumer}: max|diff| / range = {ratio:.4f}")
