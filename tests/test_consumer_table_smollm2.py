@@ -16,10 +16,11 @@ quantization; one subprocess per consumer loads all its folders. Group size 128 
 576 (row 4 of issue 17, tested in test_consumer_table.py and test_consumer_preflight.py), so int presets with g128
 run at g64 here; MX (g32), NVFP4 (g16), per-channel/tensor and GGUF presets run as declared. FP8_BLOCK keeps its
 128x128 blocks on 576-wide inputs: compressed-tensors fails on them in forward, so the table's per-layer answer
-(capabilities.shape_limit, read by the preflight and `ar inspect`) is "no" for this model and the test asserts
-that no together with the consumer's failure (ar_kernels.load runs the partial last block). GGUF k-quant tensors get plain RTN codes
-(consumer_walk.gguf_rtn_tensors; the parameter search is the writer's business, tested elsewhere), and SmolLM2's
-576-wide rows take llama.cpp's row fallbacks (q5_0 / q8_0 ...) while the 1536-wide ffn_down rows keep k-quants.
+(capabilities.shape_limit, read by the preflight and `ar inspect`) is "no" for this model, and the test asserts that
+"no" together with the consumer's failure (ar_kernels.load runs the partial last block). GGUF k-quant tensors get
+plain RTN codes (consumer_walk.gguf_rtn_tensors; the parameter search is the writer's business, tested elsewhere),
+and SmolLM2's 576-wide rows take llama.cpp's row fallbacks (q5_0 / q8_0 ...) while the 1536-wide ffn_down rows keep
+k-quants.
 """
 
 from __future__ import annotations
