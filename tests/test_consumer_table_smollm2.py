@@ -42,6 +42,9 @@ TEXT = ("The history of the Roman Empire is often divided into four eras, and th
         "Augustus, who reformed the army, the coinage and the government of the provinces.")
 GGUF = [p for p in PRESETS if p.startswith("GGUF:")]
 LAYERS = 2
+# mlx-lm computes in the checkpoint's 16-bit dtype, bfloat16 for SmolLM2 (the writers keep the source dtype), while
+# our side runs float32: measured 3.2% of the logit range (auto_awq W4A16) and 4.2% (fake W4A4) on this model
+MLX_BF16 = 0.05
 SELECTION = [
     ("auto_round", "W4A16", "auto-round"), ("auto_round", "MXFP4", "auto-round"),
     ("auto_round", "MXFP8_RCEIL", "auto-round"), ("auto_round", "MXINT4", "auto-round"),
@@ -144,5 +147,6 @@ def test_smollm2_loads_in_its_consumer(walk, fmt, preset, consumer):
         if not ok:
             assert "in_features 576 % block 128 = 64" in why and "unflatten" in got["error"], (why, got["error"])
             return
-    ratio = WALK.check(WALK.result(out, consumer), ours[out], fp, f"{consumer} on {fmt} {preset}")
+    tolerance = MLX_BF16 if consumer == "mlx-lm" else WALK.TOLERANCE
+    ratio = WALK.check(WALK.result(out, consumer), ours[out], fp, f"{consumer} on {fmt} {preset}", tolerance)
     print(f"{fmt} {preset} {consumer}: max|diff| / range = {ratio:.4f}")
