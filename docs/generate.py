@@ -53,7 +53,8 @@ def render_formats() -> str:
              "in 16 bits, held by every format. `*`: declared from the consumer's code and docs, not run here "
              f"({', '.join(DECLARED)}); every other entry is loaded by the real consumer in "
              "`tests/test_consumer_table.py`. A group size that does not divide a layer's in_features is a further "
-             "per-layer \"no\" for auto-round, gptqmodel, compressed-tensors and vLLM (`ar inspect` names the layer). Run "
+             "per-layer \"no\" for auto-round, gptqmodel, compressed-tensors and vLLM, and FP8_BLOCK (128x128) is one "
+             "for compressed-tensors where 128 does not divide in_features (`ar inspect` names the layer). Run "
              "`python docs/generate.py` after changing the table.\n\n",
              _table(["preset"] + [f"`{f}`" for f in formats], rows),
              "\n## Why not, per format and scheme kind\n"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -48,9 +49,27 @@ def quantize(model, preset: str, **scheme) -> dict:
     return q
 
 
-def write(model, tok, fmt: str, preset: str, records: dict | None, out: Path) -> dict:
-    """Save one pair into `out` (GGUF: quantized by the preset's mix here, `records` unused) and return our side:
-    {"model": reference model, "act": whether activations are quantized}."""
+def gguf_rtn_tensors(model, mix: str, cache: dict) -> list:
+    """The GGUF tensors of `mix` with plain RTN codes (no parameter search) for k-quant weights, as written by
+    `write_tensors`; encodings are shared through `cache` across mixes that give a tensor the same type."""
+    from ar_core.presets import gguf_scheme
+    from ar_core.quant import quantize
+    from ar_export.gguf.mix import K_TYPES
+    from ar_export.gguf.writer import encode_tensor, plan_types
+
+    out = []
+    for spec, qtype in plan_types(model, mix):
+        if (spec.gguf_name, qtype) not in cache:
+            record = quantize(spec.tensor.detach().float(), gguf_scheme(qtype)) if qtype in K_TYPES else None
+            cache[spec.gguf_name, qtype] = encode_tensor(spec, qtype, record, None)
+        out.append(cache[spec.gguf_name, qtype])
+    return out
+
+
+def write(model, tok, fmt: str, preset: str, records: dict | None, out: Path, tensors: list | None = None) -> dict:
+    """Save one pair into `out` (GGUF: `tensors` from export_tensors or gguf_rtn_tensors, by default the preset's
+    mix quantized here; `records` unused) and return our side: {"model": reference model, "act": whether
+    activations are quantized}."""
     from ar_export.testing import dequantized_copy
 
     if fmt == "gguf":
@@ -58,7 +77,7 @@ def write(model, tok, fmt: str, preset: str, records: dict | None, out: Path) ->
         from ar_export.gguf.writer import write_tensors
 
         mix = PRESETS[preset].gguf
-        tensors = export_tensors(model, mix)
+        tensors = tensors or export_tensors(model, mix)
         write_tensors(model, tok, out / "model.gguf", mix, tensors)
         ref = dequantized_copy(model, {})
         ref.load_state_dict(dequantized_state_dict(model, tensors))
@@ -81,13 +100,15 @@ def our_logits(ref: dict, ids: torch.Tensor) -> torch.Tensor:
 
 
 def run_consumers(ids_path: Path, by_consumer: dict[str, list[Path]]) -> None:
-    """One subprocess per consumer over all its folders (each writes FOLDER/<consumer>.pt)."""
+    """One subprocess per consumer over all its folders (each writes FOLDER/<consumer>.pt); prints its seconds."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
            "TORCHDYNAMO_DISABLE": "1"}  # gptqmodel would torch.compile its CPU kernel per bit width (~1-2 min)
     for consumer, folders in by_consumer.items():
+        start = time.time()
         done = subprocess.run([sys.executable, str(RUNNER), consumer, str(ids_path), *map(str, folders)],
                               capture_output=True, text=True, env=env, timeout=1800)
         assert done.returncode == 0, done.stderr[-3000:]
+        print(f"{consumer}: {len(folders)} folders in {time.time() - start:.0f} s")
 
 
 def result(path: Path, consumer: str) -> dict:
@@ -95,11 +116,12 @@ def result(path: Path, consumer: str) -> dict:
     return torch.load(path / f"{consumer}.pt", weights_only=False)
 
 
-def check(got: dict, ours: torch.Tensor, fp: torch.Tensor, what: str) -> float:
-    """Assert the consumer's logits match ours (module docstring); returns the error as a fraction of the range."""
+def check(got: dict, ours: torch.Tensor, fp: torch.Tensor, what: str, tolerance: float = TOLERANCE) -> float:
+    """Assert the consumer's logits match ours within `tolerance` of our logit range (module docstring); returns
+    the error as a fraction of the range."""
     assert "error" not in got, f"{what}: {got.get('error')}"
     span = ours.abs().max().item()
     err = (got["logits"].float().reshape(ours.shape) - ours).abs().max().item()
-    assert err <= TOLERANCE * span, (what, err, span)
+    assert err <= tolerance * span, (what, err, span)
     assert err < (fp - ours).abs().max().item(), (what, err)  # below the quantization's own effect
     return err / span

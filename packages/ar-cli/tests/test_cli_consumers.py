@@ -74,3 +74,16 @@ def test_group_that_does_not_divide_in_features_is_a_no_per_layer_with_reason():
     assert not gptq["gptqmodel"][0] and "qGroupSize" in gptq["gptqmodel"][1] and not gptq["transformers"][0]
     ct = consumer_support(Facts("compressed-tensors", None, {n: W4 for n in LAYERS}, False, "pack-quantized", widths))
     assert not ct["compressed-tensors"][0] and "divisible" in ct["compressed-tensors"][1]
+
+
+def test_fp8_block_on_576_wide_layers_is_a_no_for_compressed_tensors():
+    """compressed-tensors fails in forward on FP8_BLOCK layers whose in_features 128 does not divide (SmolLM2's 576;
+    seen in tests/test_consumer_table_smollm2.py)."""
+    fp8 = {n: parse_scheme("FP8_BLOCK") for n in LAYERS}
+    narrow = {n: 576 for n in LAYERS} | {"model.layers.0.mlp.down_proj": 1536}
+    ok, why = consumer_support(Facts("compressed-tensors", None, fp8, False, "float-quantized", narrow))[
+        "compressed-tensors"]
+    assert not ok and "q_proj in_features 576 % block 128 = 64" in why and "unflatten" in why
+    wide = {n: 1536 for n in LAYERS}
+    assert consumer_support(Facts("compressed-tensors", None, fp8, False, "float-quantized", wide))[
+        "compressed-tensors"][0]

@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from ar_core.errors import CheckpointError, PluginError
-from ar_eval.size import describe_size, safetensors_header, size_report, weight_files
+from ar_eval.size import WEIGHT_SUFFIXES, describe_size, safetensors_header, size_report, weight_files
 
 from .consumers import Facts, consumer_support
 from .flags import UsageError
@@ -106,12 +106,27 @@ def add_backends(path: Path, rows: list[dict], device: str, backend: str | None,
             row.update(backend=e["backend"], reason=e["reason"].split("; rejected:")[0], rejected=e["rejected"])
 
 
+def format_folders(path: str | Path) -> list[Path]:
+    """The checkpoint subfolders of a multi-format output folder (`ar quantize --format auto_round,auto_gptq`
+    writes one per format); [] when `path` is a checkpoint itself or holds none."""
+    p = Path(path)
+    if not p.is_dir() or (p / "config.json").is_file() or any(f.suffix in WEIGHT_SUFFIXES for f in p.iterdir()):
+        return []
+    return sorted(d for d in p.iterdir() if d.is_dir() and ((d / "config.json").is_file() or any(d.glob("*.gguf"))))
+
+
 def inspect_checkpoint(path: str | Path, device: str = "cpu", backend: str | None = None,
                        trust_remote_code: bool = False) -> dict:
     """Everything `ar inspect` prints, as a JSON-ready dict; quantized layers of a transformers-style checkpoint
     carry the inference backend `ar_kernels.load` would pick on `device` (or `backend` when forced) and why. The
-    checkpoint's own code runs only with `trust_remote_code=True`."""
+    checkpoint's own code runs only with `trust_remote_code=True`. A multi-format output folder is a
+    CheckpointError naming its subfolders (`run` inspects each)."""
     p = Path(path)
+    subfolders = format_folders(p)
+    if subfolders:
+        raise CheckpointError(f"{str(p)!r} holds one checkpoint per format in subfolders "
+                              f"({', '.join(d.name for d in subfolders)}); inspect one of them, e.g. "
+                              f"`ar inspect {p / subfolders[0].name}`")
     files = weight_files(p)
     ggufs = [f for f in files if f.suffix == ".gguf"]
     if p.is_dir() and (p / "config.json").is_file():
@@ -172,16 +187,26 @@ def render_backends(rows: list[dict], rejected: bool) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the inspection of `args.path`."""
+    """Print the inspection of `args.path` (of each format's subfolder, for a multi-format output folder)."""
     if args.backend is not None:
         from ar_kernels import backend_table
 
         names = [b["name"] for b in backend_table()]
         if args.backend not in names:
             raise UsageError(f"--backend {args.backend!r} is not a backend; one of {', '.join(names)}")
-    info = inspect_checkpoint(args.path, args.device, args.backend, args.trust_remote_code)
+    subfolders = format_folders(args.path)
+    infos = [inspect_checkpoint(p, args.device, args.backend, args.trust_remote_code)
+             for p in subfolders or [args.path]]
     if args.json and not args.backends:
-        for row in info["layers"]:
+        for row in (r for info in infos for r in info["layers"]):
             row.pop("rejected", None)
-    print(json.dumps(info, indent=2) if args.json else render(info, args.backends))
+    if not subfolders:
+        print(json.dumps(infos[0], indent=2) if args.json else render(infos[0], args.backends))
+    elif args.json:
+        print(json.dumps({"path": str(args.path), "formats": {p.name: i for p, i in zip(subfolders, infos)}},
+                         indent=2))
+    else:
+        print(f"{args.path} holds {len(subfolders)} checkpoints, one per format: "
+              f"{', '.join(p.name for p in subfolders)}")
+        print("\n".join(f"\n=== {p.name} ===\n{render(i, args.backends)}" for p, i in zip(subfolders, infos)))
     return 0

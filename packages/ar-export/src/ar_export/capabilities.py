@@ -157,9 +157,14 @@ def shape_limit(consumer: str, scheme: QuantScheme, kind: str, in_features: int)
     Verified on CPU (tests/test_consumer_table.py): auto-round picks no kernel for an int layer whose group size
     does not divide in_features (FakeActQuantLinear, which then fails in forward), gptqmodel's int4 CPU kernel
     fails in forward, and compressed-tensors refuses the layer on load; vLLM's GPTQ/AWQ linear methods raise the
-    same (declared).
+    same (declared). compressed-tensors runs FP8_BLOCK (128x128) only where 128 divides in_features
+    (tests/test_consumer_table_smollm2.py, SmolLM2's 576-wide layers).
     """
     gs = scheme.group_size
+    if kind == "fp8_block" and consumer == "compressed-tensors" and in_features % gs[-1]:
+        return (f"in_features {in_features} % block {gs[-1]} = {in_features % gs[-1]}: compressed-tensors' block-wise "
+                f"FP8 fails in forward ('unflatten: Provided sizes [5, 128] don't multiply up to the size of dim 2 "
+                f"(576)' on SmolLM2)")
     if isinstance(gs, tuple) or gs <= 0 or gs >= in_features or in_features % gs == 0 or kind not in INT_KINDS:
         return None
     why = {"auto-round": "auto-round has no kernel for it (FakeActQuantLinear, which fails at forward)",
