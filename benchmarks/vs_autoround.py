@@ -54,6 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "same machine load) instead of back to back")
     p.add_argument("--reuse", action="store_true", help="evaluate the checkpoints a finished run left in --work "
                    "instead of quantizing again (per system, when its <system>.json is there)")
+    p.add_argument("--verbose", action="store_true", help="our child prints its progress lines (block i/N, loss)")
     p.add_argument("--child", choices=SYSTEMS, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -95,7 +96,7 @@ def run_ours(model, tokenizer, samples: list[dict], args: argparse.Namespace, ou
     ar = AutoRound(model, tokenizer=tokenizer, scheme=args.scheme, bits=args.bits, group_size=args.group_size,
                    samples=samples, iters=args.iters, nsamples=args.nsamples, seqlen=args.seqlen,
                    batch_size=args.batch_size, amp=args.amp, seed=args.seed, device="cpu",
-                   verbose=os.environ.get("AR_BENCH_VERBOSE") == "1", **block_subset(args))
+                   verbose=args.verbose, **block_subset(args))
     ar.quantize_and_save(out, format="auto_round")
 
 
