@@ -11,8 +11,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-import torch
-
 from .presets import GGUF_MIXES
 from .qtensor import QuantizedTensor
 from .scheme import QuantScheme
@@ -24,16 +22,13 @@ class ExportRequest:
     16-bit scheme); `block_names`: the repeated-block lists holding quantized layers ("model.layers"); `global_scheme`:
     the scheme the quantization config states once (the others become per-layer overrides; None when no layer is
     quantized); `gguf_mix`: the llama.cpp mix asked for (None: not a GGUF run); `run_info`: the run's tuning knobs
-    for the config; `rotation`: the rotation config of a rotated run; `source_dtype`: the dtype of the source
-    checkpoint's 16-bit tensors (None: unknown)."""
+    for the config."""
 
     records: Mapping[str, QuantizedTensor]
     block_names: tuple[str, ...] = ()
     global_scheme: QuantScheme | None = None
     gguf_mix: str | None = None
     run_info: Mapping[str, Any] = field(default_factory=dict)
-    rotation: Mapping[str, Any] | None = None
-    source_dtype: torch.dtype | None = None
 
     @property
     def quantized_names(self) -> list[str]:
